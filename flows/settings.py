@@ -1,0 +1,79 @@
+"""The one settings object: environment variables (prefix-free, as users expect) and `.env`."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The repository root: the nearest folder above `start` holding config.yaml and flows/."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "config.yaml").is_file() and (folder / "flows").is_dir():
+            return folder
+    # Installed elsewhere (site-packages): fall back to the package's own checkout.
+    return Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    # Connections. Unset means the embedded PostgreSQL under .warehouse/.
+    warehouse_url: SecretStr | None = None
+    source_url: SecretStr | None = None
+    project_root: Path = Field(default_factory=find_project_root)
+    warehouse_dir: Path | None = None  # default: <project_root>/.warehouse
+    warehouse_database: str = "warehouse"
+    source_database: str = "corebank"
+
+    # The simulated bank.
+    sim_seed: int = 42
+    sim_scale: int = 1000
+    sim_bad_rate: float = 0.005
+    sim_start_date: date = date(2026, 1, 1)
+    sim_initial_days: int = 30
+
+    # Extraction.
+    source_tables: tuple[str, ...] = (
+        "products",
+        "customers",
+        "accounts",
+        "account_holders",
+        "transactions",
+    )
+    record_source: str = "corebank"
+
+    # Transformation.
+    sqlmesh_gateway: str = "warehouse"
+    sqlmesh_concurrency_limit: str = "sqlmesh"
+
+    # Retries for tasks that touch the network or a database.
+    task_retries: int = 3
+    task_retry_delay_seconds: float = 2.0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.warehouse_dir or self.project_root / ".warehouse"
+
+    @property
+    def uses_embedded_warehouse(self) -> bool:
+        return self.warehouse_url is None
+
+    @property
+    def uses_embedded_source(self) -> bool:
+        return self.source_url is None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment between scenarios)."""
+    get_settings.cache_clear()

@@ -1,0 +1,167 @@
+"""Where the warehouse and the source live: WAREHOUSE_URL / SOURCE_URL, else embedded PostgreSQL.
+
+The embedded server is `pgserver` (PostgreSQL 16 in a wheel), its data under `.warehouse/pgdata`.
+It listens on a Unix socket only, so nothing on the network can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import psycopg
+from psycopg import sql
+
+from flows.settings import Settings, get_settings
+
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class PgParams:
+    """libpq connection parts, as SQLMesh's Postgres gateway wants them."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def url(self, database: str | None = None) -> str:
+        from urllib.parse import quote
+
+        db = database or self.database
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        if self.host.startswith("/"):
+            return f"postgresql://{auth}@/{db}?host={self.host}&port={self.port}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{db}"
+
+
+def parse_url(url: str) -> PgParams:
+    parts = urlparse(url)
+    query = parse_qs(parts.query)
+    host = parts.hostname or query.get("host", ["localhost"])[0]
+    port = parts.port or int(query.get("port", ["5432"])[0])
+    return PgParams(
+        host=unquote(host),
+        port=port,
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password or ""),
+        database=(parts.path or "/").lstrip("/") or "postgres",
+    )
+
+
+def _pgdata(settings: Settings) -> Path:
+    return settings.data_dir / "pgdata"
+
+
+def embedded_is_running(settings: Settings | None = None) -> bool:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(_pgdata(settings or get_settings()))
+    return info is not None and info.is_running()
+
+
+_servers: dict[Path, object] = {}
+# Extraction tasks run in threads: only one of them may start or attach to the server.
+_servers_lock = threading.Lock()
+
+
+def start_embedded(settings: Settings | None = None, keep_running: bool = False) -> PgParams:
+    """Start (or attach to) the embedded server and return how to reach its `postgres` database.
+
+    With keep_running=False the server stops when this process exits, unless it was already
+    running (started by `bankdw db start`), in which case it is left as it was found.
+    """
+    import pgserver
+
+    settings = settings or get_settings()
+    pgdata = _pgdata(settings)
+    with _servers_lock:
+        if pgdata not in _servers:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            cleanup = None if keep_running or embedded_is_running(settings) else "stop"
+            _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=cleanup)
+        server = _servers[pgdata]
+    socket_dir = str(server.get_postmaster_info().socket_dir)  # type: ignore[attr-defined]
+    return PgParams(host=socket_dir, port=5432, user="postgres", password="", database="postgres")
+
+
+def stop_embedded(settings: Settings | None = None) -> bool:
+    """Stop the embedded server if it runs. Returns whether it was running."""
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    settings = settings or get_settings()
+    pgdata = _pgdata(settings)
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return False
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user="pgserver" if _running_as_root() else None)
+    _servers.pop(pgdata, None)
+    return True
+
+
+def _running_as_root() -> bool:
+    import os
+
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+_databases_seen: set[tuple[str, int, str]] = set()
+
+
+def ensure_database(server: PgParams, database: str) -> None:
+    """Create `database` on the server unless it exists (checked once per process)."""
+    if (server.host, server.port, database) in _databases_seen:
+        return
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (database,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    _databases_seen.add((server.host, server.port, database))
+
+
+def warehouse_params(settings: Settings | None = None) -> PgParams:
+    """The warehouse: WAREHOUSE_URL, else the embedded server's `warehouse` database (created)."""
+    settings = settings or get_settings()
+    if settings.warehouse_url is not None:
+        return parse_url(settings.warehouse_url.get_secret_value())
+    server = start_embedded(settings)
+    ensure_database(server, settings.warehouse_database)
+    return PgParams(
+        server.host, server.port, server.user, server.password, settings.warehouse_database
+    )
+
+
+def source_params(settings: Settings | None = None) -> PgParams:
+    """The core-banking source: SOURCE_URL, else a `corebank` database beside the warehouse."""
+    settings = settings or get_settings()
+    if settings.source_url is not None:
+        return parse_url(settings.source_url.get_secret_value())
+    wh = warehouse_params(settings)
+    ensure_database(wh, settings.source_database)
+    return PgParams(wh.host, wh.port, wh.user, wh.password, settings.source_database)
+
+
+def warehouse_url(settings: Settings | None = None) -> str:
+    return warehouse_params(settings).url()
+
+
+def source_url(settings: Settings | None = None) -> str:
+    return source_params(settings).url()
+
+
+def connect_warehouse(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(warehouse_url(settings), **kwargs)
+
+
+def connect_source(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
+    return psycopg.connect(source_url(settings), **kwargs)
