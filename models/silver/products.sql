@@ -1,0 +1,23 @@
+/* The bank's products, current state: one row per product (latest version received). Grain: product_id. */
+MODEL (
+  name silver.products,
+  kind FULL,
+  grain product_id,
+  audits (not_null(columns := (product_id, name)), unique_values(columns := (product_id)))
+);
+
+with latest_versions as (
+  select distinct on (product_id)
+    trim(product_id) as product_id,
+    trim(name) as name,
+    lower(trim(category)) as category,
+    interest_rate::numeric(6, 4) as interest_rate,
+    updated_at::timestamptz as updated_at,
+    _loaded_at as load_ts,
+    _is_deleted as is_deleted
+  from raw.products
+  order by product_id, _batch_id desc, _is_deleted desc
+)
+select product_id, name, category, interest_rate, updated_at, load_ts
+from latest_versions
+where not is_deleted

@@ -1,0 +1,55 @@
+/* Descriptive history of customers: a row each time a customer's attributes change (A, B, A keeps
+   three rows; A, A keeps one). Insert-only. Grain: customer_hk, load_ts. */
+MODEL (
+  name vault.sat_customer_details,
+  kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  grain (customer_hk, load_ts),
+  columns (
+    customer_hk text, load_ts timestamptz, hashdiff text, record_source text,
+    effective_from timestamptz, first_name text, last_name text, email text, phone text,
+    date_of_birth date, address_line1 text, city text, postcode text, country char(2)
+  ),
+  audits (
+    not_null(columns := (customer_hk, load_ts, hashdiff)),
+    unique_combination_of_columns(columns := (customer_hk, load_ts))
+  )
+);
+
+with versions_in_interval as (
+  select *
+  from silver.customers
+  where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
+),
+latest_before_interval as (
+  select distinct on (customer_hk) customer_hk, hashdiff
+  from vault.sat_customer_details
+  where load_ts < @start_tstz
+  order by customer_hk, load_ts desc
+),
+sequenced as (
+  select
+    v.*,
+    coalesce(
+      lag(v.hashdiff) over (partition by v.customer_hk order by v.load_ts, v.batch_id),
+      l.hashdiff
+    ) as previous_hashdiff
+  from versions_in_interval as v
+  left join latest_before_interval as l on l.customer_hk = v.customer_hk
+)
+select
+  customer_hk,
+  load_ts,
+  hashdiff,
+  record_source,
+  updated_at as effective_from, /* when the source recorded this version */
+  first_name,
+  last_name,
+  email,
+  phone,
+  date_of_birth,
+  address_line1,
+  city,
+  postcode,
+  country
+from sequenced
+where previous_hashdiff is distinct from hashdiff
