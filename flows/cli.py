@@ -1,0 +1,285 @@
+"""The `bankdw` command: run the warehouse, simulate the bank, reach the databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import get_settings
+
+app = typer.Typer(
+    help="An open data warehouse for a retail bank.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The warehouse database: start, stop, connect.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _prepare_prefect() -> None:
+    """Without a Prefect server, keep Prefect's local state inside the project's .warehouse/."""
+    if not os.environ.get("PREFECT_API_URL") and "PREFECT_HOME" not in os.environ:
+        home = get_settings().data_dir / "prefect"
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _fail(message: str, hint: str | None = None) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[yellow]next:[/] {hint}")
+    return typer.Exit(code=1)
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    steps = Table(title="Steps", title_justify="left")
+    steps.add_column("step")
+    steps.add_column("seconds", justify="right")
+    steps.add_column("detail")
+    for step, seconds, detail in summary.steps:
+        steps.add_row(step, f"{seconds:.1f}", detail)
+    console.print(steps)
+
+    layers = Table(title="Rows per layer", title_justify="left")
+    layers.add_column("layer")
+    layers.add_column("table")
+    layers.add_column("rows", justify="right")
+    for layer, tables in summary.layer_rows.items():
+        for table, rows in tables.items():
+            layers.add_row(layer, table, f"{rows:,}")
+    console.print(layers)
+
+    invalid = Table(
+        title="Invalid rows held back in silver (current versions)", title_justify="left"
+    )
+    invalid.add_column("table: rule")
+    invalid.add_column("rows", justify="right")
+    for rule, rows in summary.invalid_by_rule.items():
+        invalid.add_row(rule, f"{rows:,}")
+    invalid.add_row("[bold]total[/]", f"[bold]{sum(summary.invalid_rows.values()):,}[/]")
+    console.print(invalid)
+
+
+@app.command()
+def run(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Simulate N more days first (demo source only).")
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option(min=1, help="Customers at day 0 when the demo source is created.")
+    ] = None,
+) -> None:
+    """The main job: simulate (empty demo source), extract, SQLMesh plan/run, audits, summary."""
+    _prepare_prefect()
+    from flows.pipeline import run_flow
+
+    try:
+        summary = run_flow(days=days, scale=scale)
+    except Exception as err:
+        raise _fail(
+            f"{type(err).__name__}: {err}",
+            "fix the cause above and run `bankdw run` again; it resumes where it stopped",
+        ) from err
+    _print_summary(summary)
+
+
+@app.command()
+def simulate(
+    days: Annotated[int, typer.Option(min=1, help="Simulated days to add.")],
+    scale: Annotated[int | None, typer.Option(min=1, help="Customers at day 0.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same rows).")] = None,
+    bad_rate: Annotated[
+        float | None, typer.Option(min=0.0, max=0.5, help="Share of known bad records.")
+    ] = None,
+    source_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Write to this database instead of the embedded demo source "
+            "(never taken from SOURCE_URL)."
+        ),
+    ] = None,
+) -> None:
+    """Advance the simulated core bank by N days."""
+    from rich.progress import Progress
+
+    from flows.simulate import simulate as run_simulation
+    from flows.warehouse import source_url as demo_source_url
+
+    settings = get_settings()
+    if source_url is None and not settings.uses_embedded_source:
+        raise _fail(
+            "SOURCE_URL names a real source, and the simulator never writes to it",
+            "pass --source-url explicitly to simulate into a database of your choice",
+        )
+    target = source_url or demo_source_url()
+    with Progress(console=err_console) as progress:
+        bar = progress.add_task("simulating days", total=days)
+        try:
+            summary = run_simulation(
+                target,
+                days,
+                scale=scale or settings.sim_scale,
+                seed=settings.sim_seed if seed is None else seed,
+                bad_rate=settings.sim_bad_rate if bad_rate is None else bad_rate,
+                start_date=settings.sim_start_date,
+                progress=lambda done, total: progress.update(bar, completed=done),
+            )
+        except ValueError as err:
+            raise _fail(str(err)) from err
+    table = Table(title="Simulation", title_justify="left")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for label, value in summary.rows():
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+@app.command()
+def extract() -> None:
+    """Extract every source table into raw (incremental)."""
+    _prepare_prefect()
+    from flows.pipeline import extract_flow
+
+    try:
+        batches = extract_flow()
+    except Exception as err:
+        raise _fail(f"{type(err).__name__}: {err}") from err
+    table = Table(title="Batches", title_justify="left")
+    for column in ("table", "batch", "rows", "deletes", "seconds"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for b in batches:
+        table.add_row(
+            b.entity,
+            str(b.batch_id),
+            f"{b.rows_loaded:,}",
+            f"{b.rows_deleted:,}",
+            f"{b.seconds:.2f}",
+        )
+    console.print(table)
+
+
+@app.command()
+def transform(
+    environment: Annotated[str, typer.Option(help="SQLMesh environment.")] = "prod",
+) -> None:
+    """SQLMesh plan/apply and run, then audits."""
+    _prepare_prefect()
+    from flows.pipeline import transform_flow
+
+    try:
+        transform_flow(environment)
+    except Exception as err:
+        raise _fail(f"{type(err).__name__}: {err}") from err
+    console.print(f"[green]transform finished for environment {environment}[/]")
+
+
+@app.command("sql")
+def run_sql(
+    query: Annotated[str, typer.Argument(help="One SQL statement.")],
+    source: Annotated[
+        bool, typer.Option("--source", help="Query the source instead of the warehouse.")
+    ] = False,
+) -> None:
+    """Run one query and print the result as a table."""
+    import psycopg
+
+    from flows.warehouse import connect_source, connect_warehouse
+
+    try:
+        with connect_source() if source else connect_warehouse() as conn:
+            cur = conn.execute(query)
+            if cur.description is None:
+                console.print(f"{cur.statusmessage}")
+                conn.commit()
+                return
+            table = Table()
+            for column in cur.description:
+                table.add_column(column.name)
+            for row in cur.fetchall():
+                table.add_row(*("" if v is None else str(v) for v in row))
+            console.print(table)
+    except psycopg.Error as err:
+        raise _fail(
+            str(err).strip(), "check the query; `bankdw db psql` opens an interactive session"
+        ) from err
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL in the background (it keeps running after this command)."""
+    from flows.warehouse import source_params, start_embedded, warehouse_params
+
+    settings = get_settings()
+    if not settings.uses_embedded_warehouse:
+        raise _fail("WAREHOUSE_URL is set: the warehouse is that server, there is nothing to start")
+    start_embedded(settings, keep_running=True)
+    console.print(f"warehouse: {warehouse_params().url()}")
+    console.print(f"source:    {source_params().url()}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    from flows.warehouse import stop_embedded
+
+    console.print("stopped" if stop_embedded() else "not running")
+
+
+@db_app.command("url")
+def db_url(
+    source: Annotated[bool, typer.Option("--source", help="The source database instead.")] = False,
+) -> None:
+    """Print a libpq URL (starts the embedded server if needed and leaves it running)."""
+    from flows.warehouse import source_url, start_embedded, warehouse_url
+
+    if get_settings().uses_embedded_warehouse:
+        start_embedded(keep_running=True)
+    print(source_url() if source else warehouse_url())
+
+
+@db_app.command("env")
+def db_env() -> None:
+    """Print `export` lines for SQLMesh's config.yaml: eval "$(bankdw db env)"."""
+    import shlex
+
+    from flows.transform import export_connection_env
+    from flows.warehouse import start_embedded
+
+    if get_settings().uses_embedded_warehouse:
+        start_embedded(keep_running=True)
+    for name, value in export_connection_env().items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+@db_app.command("psql")
+def db_psql(
+    source: Annotated[
+        bool, typer.Option("--source", help="Connect to the source instead.")
+    ] = False,
+) -> None:
+    """Open psql on the warehouse (or the source)."""
+    from flows.warehouse import source_url, start_embedded, warehouse_url
+
+    if get_settings().uses_embedded_warehouse:
+        start_embedded(keep_running=True)
+    psql = shutil.which("psql")
+    if psql is None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        psql = str(POSTGRES_BIN_PATH / "psql")
+    url = source_url() if source else warehouse_url()
+    sys.stdout.flush()
+    os.execv(psql, [psql, url])
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,172 @@
+"""The top-level Prefect flows. They read like the runbook: simulate (demo only), extract,
+transform, audit, summarise. Tasks do one thing and declare their retries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
+
+from flows import transform
+from flows.extract.postgres import BatchResult, extract_table
+from flows.load import record_failed_batch
+from flows.settings import get_settings
+from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
+from flows.warehouse import connect_source, connect_warehouse, source_url
+
+_settings = get_settings()
+RETRIES = _settings.task_retries
+BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
+
+
+@contextmanager
+def sqlmesh_slot() -> Iterator[None]:
+    """Hold the one slot of the Prefect concurrency limit that serialises SQLMesh."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    name = get_settings().sqlmesh_concurrency_limit
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, limit=1)
+    with concurrency(name, occupy=1, strict=True):
+        yield
+
+
+def source_is_empty() -> bool:
+    with connect_source() as conn:
+        exists = conn.execute("select to_regclass('public.sim_state') is not null").fetchone()[0]
+        return not exists or conn.execute("select count(*) from sim_state").fetchone()[0] == 0
+
+
+@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
+def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
+    from flows.simulate import simulate
+
+    settings = get_settings()
+    summary = simulate(
+        source_url(),
+        days,
+        scale=scale or settings.sim_scale,
+        seed=settings.sim_seed,
+        bad_rate=settings.sim_bad_rate,
+        start_date=settings.sim_start_date,
+    )
+    return dict(summary.rows())
+
+
+@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
+def extract_source_table(entity: str) -> BatchResult:
+    """One source table into raw, as one batch. Retries: a dropped connection rolls back whole."""
+    from prefect.runtime import flow_run
+
+    settings = get_settings()
+    try:
+        with connect_source() as source, connect_warehouse() as warehouse:
+            return extract_table(
+                source, warehouse, entity, settings.record_source, flow_run_id=flow_run.id
+            )
+    except Exception as err:
+        record_failed_batch(
+            settings.record_source, entity, f"{type(err).__name__}: {err}", flow_run.id
+        )
+        raise
+
+
+@task(retries=1, retry_delay_seconds=5)
+def sqlmesh_plan(environment: str) -> list[str]:
+    with sqlmesh_slot():
+        return transform.plan_and_apply(environment)
+
+
+@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
+def sqlmesh_run(environment: str) -> None:
+    with sqlmesh_slot():
+        transform.run_models(environment)
+
+
+@task
+def sqlmesh_audit(environment: str) -> None:
+    with sqlmesh_slot():
+        transform.audit_models(environment)
+
+
+@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
+def summarise_layers() -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
+    with connect_warehouse() as conn:
+        return (count_layer_rows(conn), *count_invalid_rows(conn))
+
+
+def _timed(
+    summary: RunSummary, step: str, call: Callable[[], object], detail: Callable[[object], str]
+) -> object:
+    started = time.perf_counter()
+    result = call()
+    summary.steps.append((step, time.perf_counter() - started, detail(result)))
+    return result
+
+
+@flow(name="bankdw-extract")
+def extract_flow() -> list[BatchResult]:
+    """Every source table into raw, incrementally."""
+    entities = get_settings().source_tables
+    futures = [extract_source_table.submit(entity) for entity in entities]
+    return [f.result() for f in futures]
+
+
+@flow(name="bankdw-transform")
+def transform_flow(environment: str = "prod") -> None:
+    """SQLMesh plan/apply and run for `environment`, then its audits."""
+    sqlmesh_plan(environment)
+    sqlmesh_run(environment)
+    sqlmesh_audit(environment)
+
+
+@flow(name="bankdw-run")
+def run_flow(days: int | None = None, scale: int | None = None) -> RunSummary:
+    """The main job: (demo source only) simulate, then extract, transform, audit, summarise."""
+    logger = get_run_logger()
+    settings = get_settings()
+    summary = RunSummary()
+
+    if settings.uses_embedded_source and (days or source_is_empty()):
+        n_days = days or settings.sim_initial_days
+        logger.info("Simulating %s days of the demo core bank", n_days)
+        _timed(
+            summary,
+            "simulate",
+            lambda: simulate_demo_source(n_days, scale),
+            lambda r: f"{n_days} days",
+        )
+    elif days:
+        logger.warning(
+            "--days ignored: SOURCE_URL names a real source, which bankdw never writes to"
+        )
+
+    batches = _timed(
+        summary,
+        "extract",
+        extract_flow,
+        lambda r: f"{sum(b.rows_loaded for b in r)} rows, {sum(b.rows_deleted for b in r)} deletes",
+    )
+    for batch in batches:
+        logger.info(
+            "%s: batch %s, %s rows, %s deletes",
+            batch.entity,
+            batch.batch_id,
+            batch.rows_loaded,
+            batch.rows_deleted,
+        )
+
+    _timed(
+        summary,
+        "sqlmesh plan",
+        lambda: sqlmesh_plan("prod"),
+        lambda r: f"{len(r)} new model versions",
+    )
+    _timed(summary, "sqlmesh run", lambda: sqlmesh_run("prod"), lambda r: "prod")
+    _timed(summary, "audits", lambda: sqlmesh_audit("prod"), lambda r: "passed")
+    summary.layer_rows, summary.invalid_rows, summary.invalid_by_rule = summarise_layers()
+    return summary

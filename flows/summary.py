@@ -1,0 +1,75 @@
+"""What a run reports: duration per step, rows per layer, invalid rows held back in silver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+# Tables counted per layer in the run summary, in the order a reader follows the data.
+LAYER_TABLES: dict[str, tuple[str, ...]] = {
+    "raw": ("products", "customers", "accounts", "account_holders", "transactions"),
+    "silver": ("products", "customers", "accounts", "account_holders", "transactions"),
+    "vault": (
+        "hub_customer",
+        "hub_account",
+        "hub_transaction",
+        "link_customer_account",
+        "link_account_transaction",
+        "sat_customer_details",
+        "sat_account_details",
+        "sat_transaction_details",
+    ),
+    "gold": ("dim_customer", "dim_account", "fact_transactions"),
+}
+
+# Silver tables with per-version validity: their invalid current versions are reported.
+VALIDATED_SILVER = ("customers", "accounts", "account_holders", "transactions")
+
+
+@dataclass
+class RunSummary:
+    steps: list[tuple[str, float, str]] = field(default_factory=list)  # (step, seconds, detail)
+    layer_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    invalid_rows: dict[str, int] = field(default_factory=dict)
+    invalid_by_rule: dict[str, int] = field(default_factory=dict)
+
+
+def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()[0]
+
+
+def count_layer_rows(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    """Row counts of every table of every layer that exists (missing tables are left out)."""
+    counts: dict[str, dict[str, int]] = {}
+    for layer, tables in LAYER_TABLES.items():
+        for table in tables:
+            if _table_exists(conn, layer, table):
+                query = sql.SQL("select count(*) from {}.{}").format(
+                    sql.Identifier(layer), sql.Identifier(table)
+                )
+                counts.setdefault(layer, {})[table] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+def count_invalid_rows(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int]]:
+    """Current versions silver holds back, per table and per 'table: rule'."""
+    per_table: dict[str, int] = {}
+    per_rule: dict[str, int] = {}
+    for table in VALIDATED_SILVER:
+        if not _table_exists(conn, "silver", table):
+            continue
+        rows = conn.execute(
+            sql.SQL(
+                "select rule, count(*) from {}.{}, unnest(dq_issues) as rule "
+                "where is_latest and not is_valid group by rule order by rule"
+            ).format(sql.Identifier("silver"), sql.Identifier(table))
+        ).fetchall()
+        per_rule.update({f"{table}: {rule}": n for rule, n in rows})
+        per_table[table] = conn.execute(
+            sql.SQL("select count(*) from {}.{} where is_latest and not is_valid").format(
+                sql.Identifier("silver"), sql.Identifier(table)
+            )
+        ).fetchone()[0]
+    return per_table, per_rule
