@@ -1,0 +1,81 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or the server WAREHOUSE_URL names) and one
+Prefect test harness for the whole session."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from flows.settings import reset_settings
+from flows.warehouse import PgParams, parse_url
+
+_names = itertools.count()
+# Read once, before any scenario points WAREHOUSE_URL at a database of its own.
+_GIVEN_SERVER_URL = os.environ.get("WAREHOUSE_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgParams]:
+    """Where tests create their databases: WAREHOUSE_URL's server, else a fresh embedded one."""
+    if _GIVEN_SERVER_URL:
+        yield parse_url(_GIVEN_SERVER_URL)
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    socket_dir = str(server.get_postmaster_info().socket_dir)
+    yield PgParams(host=socket_dir, port=5432, user="postgres", password="", database="postgres")
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def new_database(pg_server: PgParams):
+    """A factory of empty databases on the session's server; returns a libpq URL."""
+
+    def create(prefix: str = "db") -> str:
+        name = f"{prefix}_{os.getpid()}_{next(_names)}"
+        with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        return pg_server.url(name)
+
+    return create
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@dataclass(frozen=True)
+class Bank:
+    """A warehouse and its core-bank source, each a database of its own."""
+
+    warehouse_url: str
+    source_url: str
+
+
+@pytest.fixture(scope="module")
+def bank_factory(new_database) -> Iterator:
+    """Point the settings at a fresh warehouse + source pair (restored after the module)."""
+    patch = pytest.MonkeyPatch()
+
+    def create(name: str) -> Bank:
+        bank = Bank(new_database(f"wh_{name}"), new_database(f"src_{name}"))
+        patch.setenv("WAREHOUSE_URL", bank.warehouse_url)
+        patch.setenv("SOURCE_URL", bank.source_url)
+        reset_settings()
+        return bank
+
+    yield create
+    patch.undo()
+    reset_settings()
