@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The warehouse database: start, stop, connect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+quarantine_app = typer.Typer(help="Rows that broke a data contract.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -40,6 +42,23 @@ def _fail(message: str, hint: str | None = None) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def batches_table(batches) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title="Batches", title_justify="left")
+    for column in ("table", "batch", "rows in", "loaded", "quarantined", "deletes", "seconds"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for b in batches:
+        table.add_row(
+            b.entity,
+            str(b.batch_id),
+            f"{b.rows_in:,}",
+            f"{b.rows_loaded:,}",
+            f"{b.rows_quarantined:,}",
+            f"{b.rows_deleted:,}",
+            f"{b.seconds:.2f}",
+        )
+    return table
+
+
 def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     steps = Table(title="Steps", title_justify="left")
     steps.add_column("step")
@@ -48,6 +67,12 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     for step, seconds, detail in summary.steps:
         steps.add_row(step, f"{seconds:.1f}", detail)
     console.print(steps)
+    if summary.batches:
+        console.print(batches_table(summary.batches))
+    for note in summary.drift:
+        console.print(f"[yellow]schema drift:[/] {note} (kept; see ops.schema_versions)")
+    if summary.data_docs:
+        console.print(f"GX Data Docs: {summary.data_docs}")
 
     layers = Table(title="Rows per layer", title_justify="left")
     layers.add_column("layer")
@@ -153,18 +178,7 @@ def extract() -> None:
         batches = extract_flow()
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
-    table = Table(title="Batches", title_justify="left")
-    for column in ("table", "batch", "rows", "deletes", "seconds"):
-        table.add_column(column, justify="left" if column == "table" else "right")
-    for b in batches:
-        table.add_row(
-            b.entity,
-            str(b.batch_id),
-            f"{b.rows_loaded:,}",
-            f"{b.rows_deleted:,}",
-            f"{b.seconds:.2f}",
-        )
-    console.print(table)
+    console.print(batches_table(batches))
 
 
 @app.command()
@@ -211,6 +225,52 @@ def run_sql(
         raise _fail(
             str(err).strip(), "check the query; `bankdw db psql` opens an interactive session"
         ) from err
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    entity: Annotated[str | None, typer.Option(help="Only this entity (raw table name).")] = None,
+    sample: Annotated[int, typer.Option(min=0, help="Pending rows to show per entity.")] = 3,
+) -> None:
+    """Counts by rule (pending, replayed, superseded) and a sample of pending rows."""
+    from flows.quality.replay import counts_by_rule, quarantine_entities, samples
+    from flows.warehouse import connect_warehouse
+
+    with connect_warehouse() as conn:
+        entities = quarantine_entities(conn)
+        if entity is not None and entity not in entities:
+            raise _fail(f"no quarantine for {entity!r}", f"known: {', '.join(entities) or 'none'}")
+        for name in [entity] if entity else entities:
+            table = Table(title=f"quarantine.{name}", title_justify="left")
+            for column in ("rule", "state", "rows"):
+                table.add_column(column, justify="right" if column == "rows" else "left")
+            for rule, state, rows in counts_by_rule(conn, name):
+                table.add_row(rule, state, f"{rows:,}")
+            console.print(table)
+            for qid, batch, file, line, rules, payload in samples(conn, name, sample):
+                where = f"{file}:{line}" if file else f"batch {batch}"
+                console.print(f"  #{qid} {where} {', '.join(rules)}: {payload[:160]}")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    entity: Annotated[str, typer.Option(help="The entity (raw table name) to replay.")],
+    batch: Annotated[int | None, typer.Option(help="Only rows rejected by this batch.")] = None,
+) -> None:
+    """Re-validate pending rows; move those that now pass into raw as a new batch."""
+    from flows.quality.replay import quarantine_entities, replay
+    from flows.warehouse import connect_warehouse
+
+    with connect_warehouse() as conn:
+        if entity not in quarantine_entities(conn):
+            raise _fail(f"no quarantine for {entity!r}", "see `bankdw quarantine list`")
+        result = replay(conn, entity, batch)
+    console.print(
+        f"quarantine.{entity}: {result.checked:,} checked, {result.replayed:,} replayed into raw"
+        f"{f' (batch {result.batch_id})' if result.batch_id else ''}, "
+        f"{result.superseded:,} superseded by newer versions, "
+        f"{result.still_failing:,} still failing"
+    )
 
 
 @db_app.command("start")

@@ -83,11 +83,24 @@ def ensure_raw_table(conn: psycopg.Connection, entity: str, columns: list[Column
             sql.SQL(", ").join(source_cols + metadata),
         )
     )
+    _add_new_columns(conn, entity, columns)
     conn.execute(
         sql.SQL("create index if not exists {} on {}.{} (_batch_id)").format(
             sql.Identifier(f"{entity}__batch"), sql.Identifier("raw"), sql.Identifier(entity)
         )
     )
+
+
+def _add_new_columns(conn: psycopg.Connection, entity: str, columns: list[Column]) -> None:
+    """Schema drift: a column the source gained is kept, with the source's type."""
+    present = {c.name for c in table_columns(conn, "raw", entity)}
+    for column in columns:
+        if column.name not in present:
+            conn.execute(
+                sql.SQL("alter table {} add column {} {}").format(
+                    sql.Identifier("raw", entity), sql.Identifier(column.name), sql.SQL(column.type)
+                )
+            )
 
 
 def open_batch(
@@ -96,6 +109,7 @@ def open_batch(
     entity: str,
     watermark_from: datetime | None,
     flow_run_id: str | None = None,
+    kind: str = "extract",
 ) -> int:
     """Register a batch inside the caller's transaction and stamp the session with it.
 
@@ -103,11 +117,12 @@ def open_batch(
     """
     (batch_id,) = conn.execute(
         """
-        insert into ops.batches (source, entity, status, watermark_from, started_at, flow_run_id)
-        values (%s, %s, 'committed', %s, clock_timestamp(), %s)
+        insert into ops.batches
+            (source, entity, status, kind, watermark_from, started_at, flow_run_id)
+        values (%s, %s, 'committed', %s, %s, clock_timestamp(), %s)
         returning batch_id
         """,
-        (source, entity, watermark_from, flow_run_id),
+        (source, entity, kind, watermark_from, flow_run_id),
     ).fetchone()
     conn.execute("select set_config('bankdw.batch_id', %s, true)", (str(batch_id),))
     conn.execute("select set_config('bankdw.record_source', %s, true)", (source,))
@@ -117,34 +132,56 @@ def open_batch(
 def close_batch(
     conn: psycopg.Connection,
     batch_id: int,
+    rows_in: int,
     rows_loaded: int,
+    rows_quarantined: int,
     rows_deleted: int,
     watermark_to: datetime | None,
 ) -> None:
     conn.execute(
         """
         update ops.batches
-        set rows_loaded = %s, rows_deleted = %s, watermark_to = %s, finished_at = clock_timestamp()
+        set rows_in = %s, rows_loaded = %s, rows_quarantined = %s, rows_deleted = %s,
+            watermark_to = %s, finished_at = clock_timestamp()
         where batch_id = %s
         """,
-        (rows_loaded, rows_deleted, watermark_to, batch_id),
+        (rows_in, rows_loaded, rows_quarantined, rows_deleted, watermark_to, batch_id),
     )
 
 
 def record_failed_batch(
-    source: str, entity: str, error: str, flow_run_id: str | None = None
-) -> None:
-    """Record a failed attempt in its own transaction (the batch's own one rolled back)."""
+    source: str,
+    entity: str,
+    error: Exception,
+    flow_run_id: str | None = None,
+    source_file: str | None = None,
+) -> int:
+    """Record a failed attempt in its own transaction (the batch's own one rolled back).
+
+    A batch refused by its contract keeps its per-rule results, and both it and schema drift
+    raise an alert: they need a person, not a retry.
+    """
+    from flows.quality.drift import SchemaDriftError
+    from flows.quality.results import BatchRejectedError, raise_alert, record_dq_results
     from flows.warehouse import connect_warehouse
 
-    with connect_warehouse(autocommit=True) as conn:
-        conn.execute(
+    message = f"{type(error).__name__}: {error}"
+    with connect_warehouse() as conn, conn.transaction():
+        apply_ops_schema(conn)
+        (batch_id,) = conn.execute(
             """
-            insert into ops.batches (source, entity, status, started_at, flow_run_id, error)
-            values (%s, %s, 'failed', clock_timestamp(), %s, %s)
+            insert into ops.batches
+                (source, entity, status, started_at, flow_run_id, error, source_file)
+            values (%s, %s, 'failed', clock_timestamp(), %s, %s, %s)
+            returning batch_id
             """,
-            (source, entity, flow_run_id, error[:2000]),
-        )
+            (source, entity, flow_run_id, message[:2000], source_file),
+        ).fetchone()
+        if isinstance(error, BatchRejectedError):
+            record_dq_results(conn, batch_id, entity, error.stats)
+        if isinstance(error, BatchRejectedError | SchemaDriftError):
+            raise_alert(conn, "error", source, entity, batch_id, str(error))
+    return batch_id
 
 
 def read_watermark(conn: psycopg.Connection, source: str, entity: str) -> datetime | None:

@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     )
     record_source: str = "corebank"
 
+    # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
+    landing_dir: Path | None = None  # default: <data_dir>/landing
+    s3_bucket: str | None = None
+    s3_prefix: str = "landing/"
+    s3_endpoint_url: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str = "eu-west-2"
+    feed_record_source: str = "crm"
+
+    # Data contracts.
+    reject_threshold: float = 0.05  # a batch with a larger rejected share fails whole...
+    reject_min_rows: int = 100  # ...when it has at least this many rows (one bad row of 3 is noise)
+    contract_frame_rows: int = 50_000  # rows judged per GX validation (bounds memory)
+
     # Transformation.
     sqlmesh_gateway: str = "warehouse"
     sqlmesh_concurrency_limit: str = "sqlmesh"
@@ -59,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.warehouse_dir or self.project_root / ".warehouse"
+
+    @property
+    def landing_path(self) -> Path:
+        return self.landing_dir or self.data_dir / "landing"
 
     @property
     def uses_embedded_warehouse(self) -> bool:

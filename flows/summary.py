@@ -34,6 +34,9 @@ class RunSummary:
     layer_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     invalid_rows: dict[str, int] = field(default_factory=dict)
     invalid_by_rule: dict[str, int] = field(default_factory=dict)
+    batches: list = field(default_factory=list)  # BatchResult per source table
+    drift: list[str] = field(default_factory=list)  # schema changes seen by this run
+    data_docs: str | None = None  # GX Data Docs index page
 
 
 def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:

@@ -1,4 +1,5 @@
-"""Bad records are flagged in silver and kept out of gold; a failing audit stops the run."""
+"""Bad records are quarantined at the contract or flagged in silver, never in gold; a failing
+audit stops the run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flows.pipeline import run_flow
 from flows.simulate import simulate
 
 
-def test_source_equals_gold_plus_flagged_invalid(bank_factory):
+def test_source_equals_gold_plus_flagged_plus_quarantined(bank_factory):
     bank = bank_factory("dirty")
     sim = simulate(bank.source_url, 20, scale=120, seed=11, bad_rate=0.03)
     assert sum(sim.bad_records.values()) > 0
@@ -32,6 +33,17 @@ def test_source_equals_gold_plus_flagged_invalid(bank_factory):
                 "select distinct unnest(dq_issues) from silver.transactions where is_latest"
             )
         }
+        quarantined = conn.execute(
+            "select count(*), coalesce(sum((payload ->> 'amount')::numeric), 0) "
+            "from quarantine.transactions "
+            "where resolution is null and payload ->> 'status' = 'booked'"
+        ).fetchone()
+        quarantine_rules = {
+            r[0] for r in conn.execute("select distinct unnest(rules) from quarantine.transactions")
+        }
+        accounts_quarantined = conn.execute("select count(*) from quarantine.accounts").fetchone()[
+            0
+        ]
         held_back = conn.execute(
             "select count(*) from silver.transactions where is_latest and not is_valid"
         ).fetchone()[0]
@@ -39,19 +51,14 @@ def test_source_equals_gold_plus_flagged_invalid(bank_factory):
             "select count(*) from silver.accounts where is_latest and not is_valid"
         ).fetchone()[0]
 
-    assert invalid[0] > 0
-    assert source[0] == gold[0] + invalid[0]
-    assert source[1] == gold[1] + invalid[1]
-    assert {
-        "amount_not_positive",
-        "currency_unknown",
-        "booking_date_in_future",
-        "duplicate",
-    } <= rules
-    assert (
-        accounts_flagged == sim.bad_records["invalid_sort_code"] + sim.bad_records["invalid_iban"]
-    )
-    # The run summary counts every current version held back, pending ones included.
+    assert invalid[0] > 0 and quarantined[0] > 0
+    assert source[0] == gold[0] + invalid[0] + quarantined[0]
+    assert source[1] == gold[1] + invalid[1] + quarantined[1]
+    # Row rules stop bad rows at the contract; rules across rows or tables are silver's.
+    assert {"amount_out_of_range", "currency_unknown", "booking_date_in_future"} <= quarantine_rules
+    assert {"duplicate", "account_invalid"} <= rules
+    bad_accounts = sim.bad_records["invalid_sort_code"] + sim.bad_records["invalid_iban"]
+    assert accounts_quarantined + accounts_flagged == bad_accounts
     assert summary.invalid_rows["transactions"] == held_back >= invalid[0]
 
 

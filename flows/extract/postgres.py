@@ -1,39 +1,61 @@
-"""Incremental extraction of one OLTP table into raw, by an `updated_at` watermark.
+"""Incremental extraction of one OLTP table into raw, by an `updated_at` watermark, through its
+data contract.
 
 Rows stream from `COPY (SELECT ...) TO STDOUT` on the source straight into
-`COPY raw.<table> FROM STDIN` on the warehouse, block by block: no table is ever held in memory.
-The rows, the batch record, the delete markers and the new watermark commit in one warehouse
-transaction, so a crash at any point leaves either the whole batch or nothing.
+`COPY raw.<table> FROM STDIN` on the warehouse, unparsed. On the way, the same bytes are cut into
+frames of a few thousand rows and judged by the table's GX contract; the few rows that broke a
+rule are moved from raw into `quarantine.<table>` before the transaction commits. The rows, the
+quarantined rows, the batch record, the contract results, the delete markers and the new
+watermark commit in one warehouse transaction: a crash at any point leaves the whole batch or
+nothing, and a rejected batch (too many bad rows) leaves nothing but its failure record.
 
 Deletes: the source hard-deletes cancelled transactions. Its keys (only the keys) are streamed the
 same way into a temporary table and compared with the keys raw holds as live; every key that has
-vanished gets a delete marker. This costs one pass over the source's primary-key index per table,
-which is cheap next to the data itself, and catches deletes of any row, not only the ones a
-convention would predict.
+vanished gets a delete marker. One pass over the source's primary-key index per table is cheap
+next to the data, and catches deletes of any row, not only the ones a convention would predict.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 
 from flows import load
+from flows.quality.drift import DriftReport, check_required, record_schema
+from flows.quality.quarantine import ensure_quarantine_table, move_rejected_from_raw
+from flows.quality.results import BatchRejectedError, RuleStat, record_dq_results
+from flows.settings import Settings, get_settings
 
-COPY_BLOCK_BYTES = 1 << 20
+# COPY's CSV format with an explicit NULL marker, so that pandas can tell NULL from ''.
+COPY_FORMAT = sql.SQL("(format csv, null '\\N')")
 
 
 @dataclass(frozen=True)
 class BatchResult:
     entity: str
     batch_id: int
+    rows_in: int
     rows_loaded: int
+    rows_quarantined: int
     rows_deleted: int
     watermark_from: datetime | None
     watermark_to: datetime | None
     seconds: float
+    drift: str | None = None
+    source_file: str | None = None
+
+
+@dataclass
+class ContractTally:
+    rows_in: int = 0
+    rejected: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
+    stats: dict[str, RuleStat] = field(default_factory=dict)
 
 
 def extract_table(
@@ -45,8 +67,12 @@ def extract_table(
     flow_run_id: str | None = None,
 ) -> BatchResult:
     """Load the rows of `entity` changed since the last watermark as one batch. Commits."""
-    import time
+    from flows.quality.contracts import contract_for
+    from flows.quality.validate import get_validator
 
+    settings = get_settings()
+    contract = contract_for(entity)
+    validator = get_validator(settings.data_dir / "gx")
     started = time.perf_counter()
     # One consistent snapshot of the source for data, high watermark and keys.
     source.execute("begin isolation level repeatable read read only")
@@ -54,28 +80,67 @@ def extract_table(
         columns = load.table_columns(source, "public", entity)
         if not columns:
             raise LookupError(f"source table public.{entity} does not exist")
-        keys = load.primary_key_columns(source, "public", entity)
+        check_required(entity, columns, contract.required)
+        keys = load.primary_key_columns(source, "public", entity) or list(contract.keys)
         with warehouse.transaction():
             load.apply_ops_schema(warehouse)
             load.lock_entity(warehouse, record_source, entity)
             load.ensure_raw_table(warehouse, entity, columns)
+            ensure_quarantine_table(warehouse, entity)
             since = load.read_watermark(warehouse, record_source, entity)
             batch_id = load.open_batch(warehouse, record_source, entity, since, flow_run_id)
+            drift = record_schema(warehouse, record_source, entity, columns, batch_id)
             high = _high_watermark(source, entity, since)
-            rows = _copy_changed_rows(source, warehouse, entity, columns, since, high)
+            tally = ContractTally()
+            if high is not None:
+                tally = _copy_and_judge(
+                    source, warehouse, entity, columns, keys, since, high, validator
+                )
+            quarantined = move_rejected_from_raw(
+                warehouse, entity, batch_id, tuple(keys), tally.rejected
+            )
+            record_dq_results(warehouse, batch_id, entity, tally.stats)
+            _refuse_if_too_many_rejected(entity, tally, settings)
             deleted = (
                 _mark_deleted_keys(source, warehouse, entity, keys)
                 if detect_deletes and keys
                 else 0
             )
-            load.close_batch(warehouse, batch_id, rows, deleted, high or since)
+            load.close_batch(
+                warehouse,
+                batch_id,
+                tally.rows_in,
+                tally.rows_in - quarantined,
+                quarantined,
+                deleted,
+                high or since,
+            )
             if high is not None:
                 load.advance_watermark(warehouse, record_source, entity, high, batch_id)
     finally:
         source.execute("rollback")
     return BatchResult(
-        entity, batch_id, rows, deleted, since, high or since, time.perf_counter() - started
+        entity,
+        batch_id,
+        tally.rows_in,
+        tally.rows_in - quarantined,
+        quarantined,
+        deleted,
+        since,
+        high or since,
+        time.perf_counter() - started,
+        _drift_note(drift),
     )
+
+
+def _drift_note(drift: DriftReport) -> str | None:
+    return drift.describe() if drift.changed and drift.version > 1 else None
+
+
+def _refuse_if_too_many_rejected(entity: str, tally: ContractTally, settings: Settings) -> None:
+    rejected, threshold = len(tally.rejected), settings.reject_threshold
+    if tally.rows_in >= settings.reject_min_rows and rejected / tally.rows_in > threshold:
+        raise BatchRejectedError(entity, tally.rows_in, rejected, threshold, tally.stats)
 
 
 def _high_watermark(
@@ -88,29 +153,66 @@ def _high_watermark(
     return source.execute(query).fetchone()[0]
 
 
-def _copy_changed_rows(
+def _copy_and_judge(
     source: psycopg.Connection,
     warehouse: psycopg.Connection,
     entity: str,
     columns: list[load.Column],
+    keys: list[str],
     since: datetime | None,
-    until: datetime | None,
-) -> int:
-    if until is None:
-        return 0
-    column_list = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    until: datetime,
+    validator,  # type: ignore[no-untyped-def]
+) -> ContractTally:
+    """Pipe the changed rows into raw and judge them frame by frame on the way."""
+    from flows.quality.validate import merge_stats
+
+    names = [c.name for c in columns]
+    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    # COPY takes no parameters: the bounds are quoted as literals by psycopg.
     where = sql.SQL("updated_at <= {until}").format(until=sql.Literal(until))
     if since is not None:
         where = sql.SQL("updated_at > {since} and {rest}").format(
             since=sql.Literal(since), rest=where
         )
-    copy_out = sql.SQL("copy (select {cols} from {table} where {where}) to stdout").format(
-        cols=column_list, table=sql.Identifier(entity), where=where
+    copy_out = sql.SQL("copy (select {cols} from {table} where {where}) to stdout {fmt}").format(
+        cols=column_list, table=sql.Identifier(entity), where=where, fmt=COPY_FORMAT
     )
-    copy_in = sql.SQL("copy {schema}.{table} ({cols}) from stdin").format(
-        schema=sql.Identifier("raw"), table=sql.Identifier(entity), cols=column_list
+    copy_in = sql.SQL("copy {table} ({cols}) from stdin {fmt}").format(
+        table=sql.Identifier("raw", entity), cols=column_list, fmt=COPY_FORMAT
     )
-    return pipe_copy(source, warehouse, copy_out, copy_in)
+    tally = ContractTally()
+    frame_rows = get_settings().contract_frame_rows
+    pending: list[bytes] = []
+
+    def judge() -> None:
+        frame = pd.read_csv(
+            io.BytesIO(b"".join(pending)),
+            header=None,
+            names=names,
+            dtype=str,
+            na_values=["\\N"],
+            keep_default_na=False,
+        )
+        verdict = validator.validate(entity, frame)
+        key_values = frame[keys].astype(str).to_numpy()
+        tally.rejected.extend(
+            (tuple(key_values[pos]), rules) for pos, rules in sorted(verdict.broken.items())
+        )
+        merge_stats(tally.stats, verdict.stats)
+        tally.rows_in += len(frame)
+        pending.clear()
+
+    with source.cursor() as out_cur, warehouse.cursor() as in_cur:
+        with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
+            # The server sends one row per COPY message: a block is always a whole row.
+            for row in reader:
+                writer.write(row)
+                pending.append(bytes(row))
+                if len(pending) >= frame_rows:
+                    judge()
+        if pending:
+            judge()
+    return tally
 
 
 def pipe_copy(
@@ -119,7 +221,7 @@ def pipe_copy(
     copy_out: sql.Composable,
     copy_in: sql.Composable,
 ) -> int:
-    """Stream COPY text from one connection into another; returns the rows written."""
+    """Stream COPY data from one connection into another; returns the rows written."""
     with source.cursor() as out_cur, target.cursor() as in_cur:
         with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
             for block in reader:
@@ -134,7 +236,7 @@ def _mark_deleted_keys(
     key_ids = [sql.Identifier(k) for k in keys]
     key_list = sql.SQL(", ").join(key_ids)
     seen = sql.Identifier(f"_source_keys_{entity}")
-    raw_table = sql.SQL("{}.{}").format(sql.Identifier("raw"), sql.Identifier(entity))
+    raw_table = sql.Identifier("raw", entity)
     warehouse.execute(
         sql.SQL(
             "create temp table {seen} on commit drop as select {keys} from {raw} limit 0"

@@ -26,11 +26,16 @@ with versions as (
   from raw.account_holders
 ),
 accounts_never_valid as (
-  /* a holding of an account whose every version broke a rule waits with the account */
+  /* a holding of an account whose every version broke a rule (in silver, or at the contract: quarantined) waits with the account */
   select account_id
   from silver.accounts
   group by account_id
   having not bool_or(is_valid)
+  union
+  select (q.payload ->> 'account_id')::bigint
+  from quarantine.accounts as q
+  where q.resolution is null
+    and (q.payload ->> 'account_id')::bigint not in (select account_id from silver.accounts)
 ),
 rules_broken as (
   select

@@ -33,11 +33,16 @@ with versions as (
   from raw.transactions
 ),
 accounts_never_valid as (
-  /* accounts the bank holds but whose every version broke a rule: their transactions wait with them */
+  /* accounts the bank holds but whose every version broke a rule (in silver, or at the contract: quarantined): their transactions wait with them */
   select account_id
   from silver.accounts
   group by account_id
   having not bool_or(is_valid)
+  union
+  select (q.payload ->> 'account_id')::bigint
+  from quarantine.accounts as q
+  where q.resolution is null
+    and (q.payload ->> 'account_id')::bigint not in (select account_id from silver.accounts)
 ),
 first_transaction_per_reference as (
   /* a re-posted payment repeats its reference under a new id: the first id is the real one */

@@ -1,6 +1,7 @@
 -- Operational bookkeeping of the warehouse: batches, watermarks. Applied idempotently on every run.
 create schema if not exists raw;
 create schema if not exists ops;
+create schema if not exists quarantine;
 
 -- One row per extraction batch (one source table, one run). A batch commits with its rows and its
 -- watermark in one transaction; a crash leaves no 'committed' row and no raw rows for it.
@@ -9,12 +10,16 @@ create table if not exists ops.batches (
     source          text not null,          -- record source, e.g. 'corebank'
     entity          text not null,          -- source table or feed
     status          text not null check (status in ('committed', 'failed')),
-    rows_loaded     bigint not null default 0,
+    kind            text not null default 'extract' check (kind in ('extract', 'replay')),
+    rows_in         bigint not null default 0,  -- rows read from the source or file
+    rows_loaded     bigint not null default 0,  -- rows that passed the contract, now in raw
+    rows_quarantined bigint not null default 0, -- rows that broke it, now in quarantine.<entity>
     rows_deleted    bigint not null default 0,  -- delete markers written
     watermark_from  timestamptz,            -- exclusive lower bound on updated_at
     watermark_to    timestamptz,            -- inclusive upper bound reached
     started_at      timestamptz not null,
     finished_at     timestamptz not null default clock_timestamp(),
+    source_file     text,                   -- file name or object key, for file feeds
     flow_run_id     text,
     error           text
 );
@@ -27,4 +32,40 @@ create table if not exists ops.watermarks (
     batch_id        bigint not null references ops.batches (batch_id),
     updated_at      timestamptz not null default clock_timestamp(),
     primary key (source, entity)
+);
+
+-- Contract results per batch and rule (a failed batch keeps its results too).
+create table if not exists ops.dq_results (
+    batch_id        bigint not null references ops.batches (batch_id),
+    entity          text not null,
+    rule            text not null,
+    column_name     text not null,
+    evaluated       bigint not null,
+    failed          bigint not null,
+    percent         numeric(7, 3) not null,
+    primary key (batch_id, rule)
+);
+
+-- Every distinct shape (columns and types) an entity has arrived in, and when it was first seen.
+create table if not exists ops.schema_versions (
+    source          text not null,
+    entity          text not null,
+    version         int not null,
+    columns         jsonb not null,         -- [{"name": ..., "type": ...}, ...] in source order
+    added_columns   text[] not null default '{}',
+    removed_columns text[] not null default '{}',
+    first_seen      timestamptz not null default clock_timestamp(),
+    batch_id        bigint,
+    primary key (source, entity, version)
+);
+
+-- What needed a person's attention (a rejected batch, drift that failed a batch).
+create table if not exists ops.alerts (
+    alert_id        bigint generated always as identity primary key,
+    raised_at       timestamptz not null default clock_timestamp(),
+    severity        text not null,
+    source          text not null,
+    entity          text not null,
+    batch_id        bigint,
+    message         text not null
 );

@@ -1,0 +1,1 @@
+"""Data contracts at ingestion (Great Expectations), quarantine and schema drift."""

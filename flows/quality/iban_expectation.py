@@ -1,0 +1,39 @@
+"""A Great Expectations expectation for IBANs, checked by schwifty (country format and MOD-97)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation
+from great_expectations.expectations.metrics import (
+    ColumnMapMetricProvider,
+    column_condition_partial,
+)
+
+
+@lru_cache(maxsize=65536)
+def is_valid_iban(value: str) -> bool:
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(value)
+    except SchwiftyException:
+        return False
+    return True
+
+
+class ColumnValuesValidIban(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.valid_iban"
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, **kwargs):  # type: ignore[no-untyped-def]
+        return column.astype(str).map(is_valid_iban)
+
+
+class ExpectColumnValuesToBeValidIban(ColumnMapExpectation):
+    """Expect each value to be an IBAN that schwifty accepts (format, length, checksum)."""
+
+    map_metric = "column_values.valid_iban"
+    success_keys = ("mostly",)

@@ -1,0 +1,80 @@
+"""Contract outcomes: per-rule counts in ops.dq_results, rejected batches, alerts in ops.alerts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass
+class RuleStat:
+    rule: str
+    column: str
+    evaluated: int = 0
+    failed: int = 0
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.failed / self.evaluated if self.evaluated else 0.0
+
+
+class BatchRejectedError(RuntimeError):
+    """More of a batch broke its contract than the threshold allows: nothing of it loads."""
+
+    def __init__(
+        self,
+        entity: str,
+        rows_in: int,
+        rejected: int,
+        threshold: float,
+        stats: dict[str, RuleStat],
+    ) -> None:
+        self.entity, self.rows_in, self.rejected, self.threshold = (
+            entity,
+            rows_in,
+            rejected,
+            threshold,
+        )
+        self.stats = stats
+        worst = sorted(stats.values(), key=lambda s: s.failed, reverse=True)[:3]
+        rules = ", ".join(f"{s.rule} {s.failed}" for s in worst if s.failed)
+        super().__init__(
+            f"{entity}: {rejected} of {rows_in} rows ({100 * rejected / rows_in:.1f}%) broke the "
+            f"contract, above the {100 * threshold:.1f}% threshold ({rules}); the batch was not "
+            "loaded. Fix the source (or the contract) and run again; `bankdw quarantine list` "
+            "shows earlier rejections"
+        )
+
+
+def record_dq_results(
+    conn: psycopg.Connection, batch_id: int, entity: str, stats: dict[str, RuleStat]
+) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into ops.dq_results
+                (batch_id, entity, rule, column_name, evaluated, failed, percent)
+            values (%s, %s, %s, %s, %s, %s, %s)
+            """,
+            [
+                (batch_id, entity, s.rule, s.column, s.evaluated, s.failed, round(s.percent, 3))
+                for s in stats.values()
+            ],
+        )
+
+
+def raise_alert(
+    conn: psycopg.Connection,
+    severity: str,
+    source: str,
+    entity: str,
+    batch_id: int | None,
+    message: str,
+) -> None:
+    """Record what needs a person's attention; notification channels hang off ops.alerts."""
+    conn.execute(
+        "insert into ops.alerts (severity, source, entity, batch_id, message) "
+        "values (%s, %s, %s, %s, %s)",
+        (severity, source, entity, batch_id, message),
+    )
