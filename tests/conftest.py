@@ -65,14 +65,19 @@ class Bank:
 
 
 @pytest.fixture(scope="module")
-def bank_factory(new_database) -> Iterator:
-    """Point the settings at a fresh warehouse + source pair (restored after the module)."""
+def bank_factory(new_database, tmp_path_factory) -> Iterator:
+    """Point the settings at a fresh warehouse + source pair (restored after the module).
+
+    WAREHOUSE_DIR goes to a temporary folder too, so tests never write the project's .warehouse
+    (GX's validation store and Data Docs live there).
+    """
     patch = pytest.MonkeyPatch()
 
     def create(name: str) -> Bank:
         bank = Bank(new_database(f"wh_{name}"), new_database(f"src_{name}"))
         patch.setenv("WAREHOUSE_URL", bank.warehouse_url)
         patch.setenv("SOURCE_URL", bank.source_url)
+        patch.setenv("WAREHOUSE_DIR", str(tmp_path_factory.mktemp(f"dir_{name}")))
         reset_settings()
         return bank
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -118,7 +119,10 @@ def extract_table(
             if high is not None:
                 load.advance_watermark(warehouse, record_source, entity, high, batch_id)
     finally:
-        source.execute("rollback")
+        # A dropped source connection is already closed: rolling it back would raise a second
+        # error ("the connection is closed") that hides the real one in ops.batches.
+        if not source.closed:
+            source.execute("rollback")
     return BatchResult(
         entity,
         batch_id,
@@ -164,6 +168,7 @@ def _copy_and_judge(
     validator,  # type: ignore[no-untyped-def]
 ) -> ContractTally:
     """Pipe the changed rows into raw and judge them frame by frame on the way."""
+    from flows.quality.contracts import contract_for
     from flows.quality.validate import merge_stats
 
     names = [c.name for c in columns]
@@ -182,13 +187,16 @@ def _copy_and_judge(
     )
     tally = ContractTally()
     frame_rows = get_settings().contract_frame_rows
-    pending: list[bytes] = []
+    # Parse only what the contract reads: most of a wide row is never looked at.
+    wanted = contract_for(entity).columns_used() | set(keys)
+    usecols = [n for n in names if n in wanted]
 
-    def judge() -> None:
+    def judge(rows: list[bytes]) -> None:
         frame = pd.read_csv(
-            io.BytesIO(b"".join(pending)),
+            io.BytesIO(b"".join(rows)),
             header=None,
             names=names,
+            usecols=usecols,
             dtype=str,
             na_values=["\\N"],
             keep_default_na=False,
@@ -200,18 +208,30 @@ def _copy_and_judge(
         )
         merge_stats(tally.stats, verdict.stats)
         tally.rows_in += len(frame)
-        pending.clear()
 
-    with source.cursor() as out_cur, warehouse.cursor() as in_cur:
-        with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
+    # Judging a frame overlaps with streaming the next one (the second core); at most one frame
+    # waits, so memory stays bounded by two frames whatever the table's size.
+    with ThreadPoolExecutor(max_workers=1) as judge_pool:
+        judging: Future | None = None
+        pending: list[bytes] = []
+        with (
+            source.cursor() as out_cur,
+            warehouse.cursor() as in_cur,
+            out_cur.copy(copy_out) as reader,
+            in_cur.copy(copy_in) as writer,
+        ):
             # The server sends one row per COPY message: a block is always a whole row.
             for row in reader:
                 writer.write(row)
-                pending.append(bytes(row))
+                pending.append(row)
                 if len(pending) >= frame_rows:
-                    judge()
+                    if judging is not None:
+                        judging.result()
+                    judging, pending = judge_pool.submit(judge, pending), []
+        if judging is not None:
+            judging.result()
         if pending:
-            judge()
+            judge(pending)
     return tally
 
 

@@ -34,6 +34,13 @@ class Contract:
     # Derived columns some rules need (never loaded): name -> function of the frame.
     derived: dict[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
 
+    def columns_used(self) -> set[str]:
+        """The columns any rule, key or drift check reads: the only ones worth parsing."""
+        used = set(self.keys) | set(self.required)
+        for expectation in self.expectations:
+            used.update(c.strip() for c in describe_columns(expectation).split(",") if c.strip())
+        return used - set(self.derived)
+
     def rules(self) -> list[tuple[str, str, str]]:
         """(rule, column(s), expectation type) for documentation and reports."""
         return [
@@ -74,14 +81,14 @@ def amount_in_range(column: str = "amount") -> gxe.Expectation:
 def updated_on(frame: pd.DataFrame) -> pd.Series:
     """The date the source recorded the row: a booking after it is a booking in the future."""
     return (
-        pd.to_datetime(frame["updated_at"], utc=True, errors="coerce")
+        pd.to_datetime(frame["updated_at"], utc=True, errors="coerce", format="ISO8601")
         .dt.tz_localize(None)
         .dt.normalize()
     )
 
 
 def booking_on(frame: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(frame["booking_date"], errors="coerce")
+    return pd.to_datetime(frame["booking_date"], errors="coerce", format="ISO8601")
 
 
 CONTRACTS: dict[str, Contract] = {

@@ -78,6 +78,22 @@ class ContractValidator:
             )
         return self._definitions[entity]
 
+    def _run(self, entity: str, frame: pd.DataFrame):  # type: ignore[no-untyped-def]
+        from great_expectations.exceptions.resource_freshness import (
+            ResourceFreshnessAggregateError,
+        )
+
+        params = {
+            "batch_parameters": {"dataframe": frame},
+            "result_format": {"result_format": "COMPLETE"},
+        }
+        try:
+            return self._definition(entity).run(**params)
+        except ResourceFreshnessAggregateError:
+            # Another process saved the same suite to the shared store since we cached it.
+            self._definitions.pop(entity, None)
+            return self._definition(entity).run(**params)
+
     def validate(self, entity: str, frame: pd.DataFrame) -> FrameVerdict:
         """Evaluate every rule of the entity's contract on `frame` (positions, not labels)."""
         from flows.quality.contracts import contract_for
@@ -88,10 +104,7 @@ class ContractValidator:
         for name, derive in contract.derived.items():
             frame[name] = derive(frame)
         with self._lock:  # GX contexts are not thread-safe; extraction tasks run in threads
-            result = self._definition(entity).run(
-                batch_parameters={"dataframe": frame},
-                result_format={"result_format": "COMPLETE"},
-            )
+            result = self._run(entity, frame)
         verdict = FrameVerdict()
         broken: dict[int, list[str]] = defaultdict(list)
         for rule, positions in type_broken.items():

@@ -25,18 +25,6 @@ with versions as (
     _is_deleted as is_deleted
   from raw.account_holders
 ),
-accounts_never_valid as (
-  /* a holding of an account whose every version broke a rule (in silver, or at the contract: quarantined) waits with the account */
-  select account_id
-  from silver.accounts
-  group by account_id
-  having not bool_or(is_valid)
-  union
-  select (q.payload ->> 'account_id')::bigint
-  from quarantine.accounts as q
-  where q.resolution is null
-    and (q.payload ->> 'account_id')::bigint not in (select account_id from silver.accounts)
-),
 rules_broken as (
   select
     v.*,
@@ -46,7 +34,7 @@ rules_broken as (
       case when n.account_id is not null then 'account_invalid' end
     ], null) as dq_issues
   from versions as v
-  left join accounts_never_valid as n on n.account_id = v.account_id
+  left join silver.accounts_held_back as n on n.account_id = v.account_id
 )
 select
   account_id,

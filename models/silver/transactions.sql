@@ -32,18 +32,6 @@ with versions as (
     _is_deleted as is_deleted
   from raw.transactions
 ),
-accounts_never_valid as (
-  /* accounts the bank holds but whose every version broke a rule (in silver, or at the contract: quarantined): their transactions wait with them */
-  select account_id
-  from silver.accounts
-  group by account_id
-  having not bool_or(is_valid)
-  union
-  select (q.payload ->> 'account_id')::bigint
-  from quarantine.accounts as q
-  where q.resolution is null
-    and (q.payload ->> 'account_id')::bigint not in (select account_id from silver.accounts)
-),
 first_transaction_per_reference as (
   /* a re-posted payment repeats its reference under a new id: the first id is the real one */
   select reference, min(transaction_id) as transaction_id
@@ -67,7 +55,7 @@ rules_broken as (
     ], null) as dq_issues
   from versions as v
   left join first_transaction_per_reference as f on f.reference = v.reference
-  left join accounts_never_valid as n on n.account_id = v.account_id
+  left join silver.accounts_held_back as n on n.account_id = v.account_id
 )
 select
   transaction_id,
