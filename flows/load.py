@@ -110,6 +110,7 @@ def open_batch(
     watermark_from: datetime | None,
     flow_run_id: str | None = None,
     kind: str = "extract",
+    source_file: str | None = None,
 ) -> int:
     """Register a batch inside the caller's transaction and stamp the session with it.
 
@@ -118,11 +119,11 @@ def open_batch(
     (batch_id,) = conn.execute(
         """
         insert into ops.batches
-            (source, entity, status, kind, watermark_from, started_at, flow_run_id)
-        values (%s, %s, 'committed', %s, %s, clock_timestamp(), %s)
+            (source, entity, status, kind, watermark_from, started_at, flow_run_id, source_file)
+        values (%s, %s, 'committed', %s, %s, clock_timestamp(), %s, %s)
         returning batch_id
         """,
-        (source, entity, kind, watermark_from, flow_run_id),
+        (source, entity, kind, watermark_from, flow_run_id, source_file),
     ).fetchone()
     conn.execute("select set_config('bankdw.batch_id', %s, true)", (str(batch_id),))
     conn.execute("select set_config('bankdw.record_source', %s, true)", (source,))

@@ -30,8 +30,8 @@ from psycopg import sql
 from flows import load
 from flows.quality.drift import DriftReport, check_required, record_schema
 from flows.quality.quarantine import ensure_quarantine_table, move_rejected_from_raw
-from flows.quality.results import BatchRejectedError, RuleStat, record_dq_results
-from flows.settings import Settings, get_settings
+from flows.quality.results import RuleStat, record_dq_results, refuse_if_too_many_rejected
+from flows.settings import get_settings
 
 # COPY's CSV format with an explicit NULL marker, so that pandas can tell NULL from ''.
 COPY_FORMAT = sql.SQL("(format csv, null '\\N')")
@@ -83,8 +83,11 @@ def extract_table(
             raise LookupError(f"source table public.{entity} does not exist")
         check_required(entity, columns, contract.required)
         keys = load.primary_key_columns(source, "public", entity) or list(contract.keys)
+        # In a short transaction of its own: its DDL lock, held to the end of a load
+        # transaction, would make concurrent table loads wait for each other.
         with warehouse.transaction():
             load.apply_ops_schema(warehouse)
+        with warehouse.transaction():
             load.lock_entity(warehouse, record_source, entity)
             load.ensure_raw_table(warehouse, entity, columns)
             ensure_quarantine_table(warehouse, entity)
@@ -101,7 +104,7 @@ def extract_table(
                 warehouse, entity, batch_id, tuple(keys), tally.rejected
             )
             record_dq_results(warehouse, batch_id, entity, tally.stats)
-            _refuse_if_too_many_rejected(entity, tally, settings)
+            refuse_if_too_many_rejected(entity, tally.rows_in, len(tally.rejected), tally.stats)
             deleted = (
                 _mark_deleted_keys(source, warehouse, entity, keys)
                 if detect_deletes and keys
@@ -139,12 +142,6 @@ def extract_table(
 
 def _drift_note(drift: DriftReport) -> str | None:
     return drift.describe() if drift.changed and drift.version > 1 else None
-
-
-def _refuse_if_too_many_rejected(entity: str, tally: ContractTally, settings: Settings) -> None:
-    rejected, threshold = len(tally.rejected), settings.reject_threshold
-    if tally.rows_in >= settings.reject_min_rows and rejected / tally.rows_in > threshold:
-        raise BatchRejectedError(entity, tally.rows_in, rejected, threshold, tally.stats)
 
 
 def _high_watermark(

@@ -47,6 +47,18 @@ class BatchRejectedError(RuntimeError):
         )
 
 
+def refuse_if_too_many_rejected(
+    entity: str, rows_in: int, rejected: int, stats: dict[str, RuleStat]
+) -> None:
+    """Refuse a batch whose rejected share passes the threshold, if it is big enough to judge."""
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    threshold = settings.reject_threshold
+    if rows_in >= settings.reject_min_rows and rejected / rows_in > threshold:
+        raise BatchRejectedError(entity, rows_in, rejected, threshold, stats)
+
+
 def record_dq_results(
     conn: psycopg.Connection, batch_id: int, entity: str, stats: dict[str, RuleStat]
 ) -> None:

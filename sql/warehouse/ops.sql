@@ -24,6 +24,21 @@ create table if not exists ops.batches (
     error           text
 );
 
+-- Every feed file or object loaded: never twice; a name re-sent with new content is a new version.
+create table if not exists ops.files (
+    source      text not null check (source in ('landing', 's3')),
+    entity      text not null,
+    name        text not null,     -- path relative to the landing folder, or the object key
+    version     int not null,      -- 1, 2, ... per name
+    size_bytes  bigint not null,
+    sha256      text not null,
+    etag        text,              -- S3 only: lets a run skip loaded objects without download
+    batch_id    bigint not null references ops.batches (batch_id),
+    loaded_at   timestamptz not null default clock_timestamp(),
+    primary key (source, name, version),
+    unique (source, name, sha256)
+);
+
 -- The high watermark per source table: the largest updated_at already in raw.
 create table if not exists ops.watermarks (
     source          text not null,
