@@ -33,6 +33,8 @@ def _prepare_prefect() -> None:
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The local API starts in a subprocess; on a busy 2-core machine 20 s is not always enough.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _fail(message: str, hint: str | None = None) -> typer.Exit:
@@ -43,18 +45,26 @@ def _fail(message: str, hint: str | None = None) -> typer.Exit:
 
 
 def batches_table(batches) -> Table:  # type: ignore[no-untyped-def]
-    table = Table(title="Batches", title_justify="left")
-    for column in ("table", "batch", "rows in", "loaded", "quarantined", "deletes", "seconds"):
-        table.add_column(column, justify="left" if column == "table" else "right")
+    """One line per entity: a feed brings one batch per file, so they are added up."""
+    totals: dict[str, list[float]] = {}
     for b in batches:
+        row = totals.setdefault(b.entity, [0, 0, 0, 0, 0, 0.0])
+        for i, value in enumerate(
+            (1, b.rows_in, b.rows_loaded, b.rows_quarantined, b.rows_deleted, b.seconds)
+        ):
+            row[i] += value
+    table = Table(title="Batches", title_justify="left")
+    for column in ("entity", "batches", "rows in", "loaded", "quarantined", "deletes", "seconds"):
+        table.add_column(column, justify="left" if column == "entity" else "right")
+    for entity, (n, rows_in, loaded, quarantined, deleted, seconds) in totals.items():
         table.add_row(
-            b.entity,
-            str(b.batch_id),
-            f"{b.rows_in:,}",
-            f"{b.rows_loaded:,}",
-            f"{b.rows_quarantined:,}",
-            f"{b.rows_deleted:,}",
-            f"{b.seconds:.2f}",
+            entity,
+            f"{n:,.0f}",
+            f"{rows_in:,.0f}",
+            f"{loaded:,.0f}",
+            f"{quarantined:,.0f}",
+            f"{deleted:,.0f}",
+            f"{seconds:.2f}",
         )
     return table
 
@@ -170,12 +180,12 @@ def simulate(
 
 @app.command()
 def extract() -> None:
-    """Extract every source table into raw (incremental)."""
+    """Extract every source table (incremental) and every new feed file into raw."""
     _prepare_prefect()
-    from flows.pipeline import extract_flow
+    from flows.pipeline import extract_everything
 
     try:
-        batches = extract_flow()
+        batches = extract_everything()
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
     console.print(batches_table(batches))
@@ -194,6 +204,14 @@ def transform(
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
     console.print(f"[green]transform finished for environment {environment}[/]")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Extraction benchmark (same as `make bench`; options: --rows N, --methods ours,pipe,...)."""
+    from flows.bench import main
+
+    raise typer.Exit(code=main(ctx.args))
 
 
 @app.command("sql")

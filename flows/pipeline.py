@@ -53,6 +53,7 @@ def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
         seed=settings.sim_seed,
         bad_rate=settings.sim_bad_rate,
         start_date=settings.sim_start_date,
+        landing_dir=settings.landing_path,
     )
     return dict(summary.rows())
 
@@ -142,6 +143,14 @@ def extract_flow() -> list[BatchResult]:
     return [f.result() for f in futures]
 
 
+def extract_everything() -> list[BatchResult]:
+    """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set)."""
+    from flows.extract.feeds import extract_feeds_flow
+
+    batches = extract_flow()
+    return batches + extract_feeds_flow("s3" if get_settings().s3_bucket else "landing")
+
+
 @flow(name="bankdw-transform")
 def transform_flow(environment: str = "prod") -> None:
     """SQLMesh plan/apply and run for `environment`, then its audits."""
@@ -171,7 +180,7 @@ def run_flow(days: int | None = None, scale: int | None = None) -> RunSummary:
             "--days ignored: SOURCE_URL names a real source, which bankdw never writes to"
         )
 
-    batches = _timed(summary, "extract", extract_flow, describe_batches)
+    batches = _timed(summary, "extract", extract_everything, describe_batches)
     summary.batches = batches
     summary.drift = [b.drift for b in batches if b.drift]
     for note in summary.drift:
