@@ -375,4 +375,7 @@ def test_source_connection_dropped_mid_copy_is_retried_to_the_same_raw(dropped_r
 
 def test_failed_batch_names_the_dropped_connection(dropped_run):
     (failed,) = [b for b in batches(dropped_run.warehouse_url, "transactions") if b[0] == "failed"]
-    assert "terminating connection due to administrator command" in failed[2], failed
+    # Which of the two psycopg reports depends on where the read was when the backend died;
+    # either names the cause, unlike the "the connection is closed" a rollback used to add.
+    causes = ("terminating connection due to administrator command", "server closed the connection")
+    assert any(cause in failed[2] for cause in causes), failed
