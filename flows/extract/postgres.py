@@ -2,12 +2,13 @@
 data contract.
 
 Rows stream from `COPY (SELECT ...) TO STDOUT` on the source straight into
-`COPY raw.<table> FROM STDIN` on the warehouse, unparsed. On the way, the same bytes are cut into
-frames of a few thousand rows and judged by the table's GX contract; the few rows that broke a
-rule are moved from raw into `quarantine.<table>` before the transaction commits. The rows, the
-quarantined rows, the batch record, the contract results, the delete markers and the new
-watermark commit in one warehouse transaction: a crash at any point leaves the whole batch or
-nothing, and a rejected batch (too many bad rows) leaves nothing but its failure record.
+`COPY raw.<table> FROM STDIN` on the warehouse, unparsed: no table is ever held in memory. Then,
+still inside the batch's transaction, the table's contract (its GX expectations compiled to SQL,
+see quality/sql_contract.py) judges the batch where it lies, and one statement moves the rows that
+broke a rule into `quarantine.<table>`. The rows, the quarantined rows, the batch record, the
+contract results, the delete markers and the new watermark commit in one warehouse transaction:
+a crash at any point leaves the whole batch or nothing, and a refused batch (too many bad rows)
+leaves nothing but its failure record.
 
 Deletes: the source hard-deletes cancelled transactions. Its keys (only the keys) are streamed the
 same way into a temporary table and compared with the keys raw holds as live; every key that has
@@ -17,24 +18,19 @@ next to the data, and catches deletes of any row, not only the ones a convention
 
 from __future__ import annotations
 
-import io
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 
 from flows import load
+from flows.quality.contracts import contract_for
 from flows.quality.drift import DriftReport, check_required, record_schema
-from flows.quality.quarantine import ensure_quarantine_table, move_rejected_from_raw
-from flows.quality.results import RuleStat, record_dq_results, refuse_if_too_many_rejected
-from flows.settings import get_settings
-
-# COPY's CSV format with an explicit NULL marker, so that pandas can tell NULL from ''.
-COPY_FORMAT = sql.SQL("(format csv, null '\\N')")
+from flows.quality.quarantine import ensure_quarantine_table
+from flows.quality.results import record_dq_results, refuse_if_too_many_rejected
+from flows.quality.sql_contract import quarantine_batch
 
 
 @dataclass(frozen=True)
@@ -52,13 +48,6 @@ class BatchResult:
     source_file: str | None = None
 
 
-@dataclass
-class ContractTally:
-    rows_in: int = 0
-    rejected: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)
-    stats: dict[str, RuleStat] = field(default_factory=dict)
-
-
 def extract_table(
     source: psycopg.Connection,
     warehouse: psycopg.Connection,
@@ -68,12 +57,7 @@ def extract_table(
     flow_run_id: str | None = None,
 ) -> BatchResult:
     """Load the rows of `entity` changed since the last watermark as one batch. Commits."""
-    from flows.quality.contracts import contract_for
-    from flows.quality.validate import get_validator
-
-    settings = get_settings()
     contract = contract_for(entity)
-    validator = get_validator(settings.data_dir / "gx")
     started = time.perf_counter()
     # One consistent snapshot of the source for data, high watermark and keys.
     source.execute("begin isolation level repeatable read read only")
@@ -95,16 +79,10 @@ def extract_table(
             batch_id = load.open_batch(warehouse, record_source, entity, since, flow_run_id)
             drift = record_schema(warehouse, record_source, entity, columns, batch_id)
             high = _high_watermark(source, entity, since)
-            tally = ContractTally()
-            if high is not None:
-                tally = _copy_and_judge(
-                    source, warehouse, entity, columns, keys, since, high, validator
-                )
-            quarantined = move_rejected_from_raw(
-                warehouse, entity, batch_id, tuple(keys), tally.rejected
-            )
-            record_dq_results(warehouse, batch_id, entity, tally.stats)
-            refuse_if_too_many_rejected(entity, tally.rows_in, len(tally.rejected), tally.stats)
+            rows_in = _copy_changed_rows(source, warehouse, entity, columns, since, high)
+            quarantined, stats = quarantine_batch(warehouse, contract, batch_id, rows_in)
+            record_dq_results(warehouse, batch_id, entity, stats)
+            refuse_if_too_many_rejected(entity, rows_in, quarantined, stats)
             deleted = (
                 _mark_deleted_keys(source, warehouse, entity, keys)
                 if detect_deletes and keys
@@ -113,8 +91,8 @@ def extract_table(
             load.close_batch(
                 warehouse,
                 batch_id,
-                tally.rows_in,
-                tally.rows_in - quarantined,
+                rows_in,
+                rows_in - quarantined,
                 quarantined,
                 deleted,
                 high or since,
@@ -129,8 +107,8 @@ def extract_table(
     return BatchResult(
         entity,
         batch_id,
-        tally.rows_in,
-        tally.rows_in - quarantined,
+        rows_in,
+        rows_in - quarantined,
         quarantined,
         deleted,
         since,
@@ -154,82 +132,31 @@ def _high_watermark(
     return source.execute(query).fetchone()[0]
 
 
-def _copy_and_judge(
+def _copy_changed_rows(
     source: psycopg.Connection,
     warehouse: psycopg.Connection,
     entity: str,
     columns: list[load.Column],
-    keys: list[str],
     since: datetime | None,
-    until: datetime,
-    validator,  # type: ignore[no-untyped-def]
-) -> ContractTally:
-    """Pipe the changed rows into raw and judge them frame by frame on the way."""
-    from flows.quality.contracts import contract_for
-    from flows.quality.validate import merge_stats
-
-    names = [c.name for c in columns]
-    column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    until: datetime | None,
+) -> int:
+    """Pipe the rows changed in (since, until] into raw; returns how many."""
+    if until is None:
+        return 0
+    column_list = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     # COPY takes no parameters: the bounds are quoted as literals by psycopg.
     where = sql.SQL("updated_at <= {until}").format(until=sql.Literal(until))
     if since is not None:
         where = sql.SQL("updated_at > {since} and {rest}").format(
             since=sql.Literal(since), rest=where
         )
-    copy_out = sql.SQL("copy (select {cols} from {table} where {where}) to stdout {fmt}").format(
-        cols=column_list, table=sql.Identifier(entity), where=where, fmt=COPY_FORMAT
+    copy_out = sql.SQL("copy (select {cols} from {table} where {where}) to stdout").format(
+        cols=column_list, table=sql.Identifier(entity), where=where
     )
-    copy_in = sql.SQL("copy {table} ({cols}) from stdin {fmt}").format(
-        table=sql.Identifier("raw", entity), cols=column_list, fmt=COPY_FORMAT
+    copy_in = sql.SQL("copy {table} ({cols}) from stdin").format(
+        table=sql.Identifier("raw", entity), cols=column_list
     )
-    tally = ContractTally()
-    frame_rows = get_settings().contract_frame_rows
-    # Parse only what the contract reads: most of a wide row is never looked at.
-    wanted = contract_for(entity).columns_used() | set(keys)
-    usecols = [n for n in names if n in wanted]
-
-    def judge(rows: list[bytes]) -> None:
-        frame = pd.read_csv(
-            io.BytesIO(b"".join(rows)),
-            header=None,
-            names=names,
-            usecols=usecols,
-            dtype=str,
-            na_values=["\\N"],
-            keep_default_na=False,
-        )
-        verdict = validator.validate(entity, frame)
-        key_values = frame[keys].astype(str).to_numpy()
-        tally.rejected.extend(
-            (tuple(key_values[pos]), rules) for pos, rules in sorted(verdict.broken.items())
-        )
-        merge_stats(tally.stats, verdict.stats)
-        tally.rows_in += len(frame)
-
-    # Judging a frame overlaps with streaming the next one (the second core); at most one frame
-    # waits, so memory stays bounded by two frames whatever the table's size.
-    with ThreadPoolExecutor(max_workers=1) as judge_pool:
-        judging: Future | None = None
-        pending: list[bytes] = []
-        with (
-            source.cursor() as out_cur,
-            warehouse.cursor() as in_cur,
-            out_cur.copy(copy_out) as reader,
-            in_cur.copy(copy_in) as writer,
-        ):
-            # The server sends one row per COPY message: a block is always a whole row.
-            for row in reader:
-                writer.write(row)
-                pending.append(row)
-                if len(pending) >= frame_rows:
-                    if judging is not None:
-                        judging.result()
-                    judging, pending = judge_pool.submit(judge, pending), []
-        if judging is not None:
-            judging.result()
-        if pending:
-            judge(pending)
-    return tally
+    return pipe_copy(source, warehouse, copy_out, copy_in)
 
 
 def pipe_copy(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics import (
@@ -11,17 +9,7 @@ from great_expectations.expectations.metrics import (
     column_condition_partial,
 )
 
-
-@lru_cache(maxsize=65536)
-def is_valid_iban(value: str) -> bool:
-    from schwifty import IBAN
-    from schwifty.exceptions import SchwiftyException
-
-    try:
-        IBAN(value)
-    except SchwiftyException:
-        return False
-    return True
+from flows.quality.iban import is_valid_iban
 
 
 class ColumnValuesValidIban(ColumnMapMetricProvider):

@@ -130,8 +130,16 @@ class ContractValidator:
         return verdict
 
     def build_docs(self) -> str | None:
-        """Rebuild the HTML Data Docs and return the path of their index page."""
+        """Rebuild the HTML Data Docs and return the path of their index page.
+
+        Every contract's suite is saved first, so the docs show the rules of database tables
+        too (those batches are judged in SQL, so their results live in ops.dq_results).
+        """
+        from flows.quality.contracts import CONTRACTS, build_suite
+
         with self._lock:
+            for contract in CONTRACTS.values():
+                self.context.suites.add_or_update(build_suite(contract))
             self.context.build_data_docs()
             sites = self.context.get_docs_sites_urls()
         return sites[0]["site_url"].removeprefix("file://") if sites else None
