@@ -194,21 +194,34 @@ def _mark_deleted_keys(
         ),
         sql.SQL("copy {seen} ({keys}) from stdin").format(seen=seen, keys=key_list),
     )
-    join_on = sql.SQL(" and ").join(sql.SQL("s.{k} = l.{k}").format(k=k) for k in key_ids)
-    latest_cols = sql.SQL(", ").join(sql.SQL("l.{}").format(k) for k in key_ids)
+    # Fresh statistics, or the planner guesses the temp table's size and may pick a nested loop.
+    warehouse.execute(sql.SQL("analyze {}").format(seen))
+    gone_on = sql.SQL(" and ").join(sql.SQL("s.{k} = r.{k}").format(k=k) for k in key_ids)
+    latest_on = sql.SQL(" and ").join(sql.SQL("g.{k} = r.{k}").format(k=k) for k in key_ids)
+    # First the keys raw has and the source lacks (one hash anti-join), then, for those few
+    # only, whether their latest version is already a delete marker.
     cur = warehouse.execute(
         sql.SQL(
             """
+            with gone as (
+                select distinct {r_keys} from {raw} as r
+                where not exists (select 1 from {seen} as s where {gone_on})
+            ),
+            latest as (
+                select distinct on ({r_keys}) {r_keys}, r._is_deleted
+                from {raw} as r join gone as g on {latest_on}
+                order by {r_keys}, r._batch_id desc, r._is_deleted desc
+            )
             insert into {raw} ({keys}, _is_deleted)
-            select {latest_cols}, true
-            from (
-                select distinct on ({keys}) {keys}, _is_deleted
-                from {raw}
-                order by {keys}, _batch_id desc, _is_deleted desc
-            ) as l
-            where not l._is_deleted
-              and not exists (select 1 from {seen} as s where {join_on})
+            select {keys}, true from latest where not _is_deleted
             """
-        ).format(raw=raw_table, keys=key_list, latest_cols=latest_cols, seen=seen, join_on=join_on)
+        ).format(
+            raw=raw_table,
+            keys=key_list,
+            seen=seen,
+            gone_on=gone_on,
+            latest_on=latest_on,
+            r_keys=sql.SQL(", ").join(sql.SQL("r.{}").format(k) for k in key_ids),
+        )
     )
     return cur.rowcount
