@@ -83,9 +83,11 @@ def extract_table(
             quarantined, stats = quarantine_batch(warehouse, contract, batch_id, rows_in)
             record_dq_results(warehouse, batch_id, entity, stats)
             refuse_if_too_many_rejected(entity, rows_in, quarantined, stats)
+            # On a table's first load raw holds no key that could have gone since: skip the pass.
+            first_load = since is None
             deleted = (
                 _mark_deleted_keys(source, warehouse, entity, keys)
-                if detect_deletes and keys
+                if detect_deletes and keys and not first_load
                 else 0
             )
             load.close_batch(
