@@ -541,7 +541,6 @@ def load_feed_file(
     from flows.quality.validate import get_validator
 
     settings = get_settings()
-    validator = get_validator(settings.data_dir / "gx")
     started = time.perf_counter()
     size, sha256 = file_digest(file.path)
     columns = raw_columns(file.entity)
@@ -553,6 +552,8 @@ def load_feed_file(
             log.info("%s: already loaded as version %s, skipped", file.name, versions[sha256])
             return None
         version = max(versions.values(), default=0) + 1
+        # Only now: GX takes seconds to import, and a run that finds no new file needs none.
+        validator = get_validator(settings.data_dir / "gx")
         load.ensure_raw_table(conn, file.entity, columns + list(FILE_METADATA))
         ensure_quarantine_table(conn, file.entity)
         batch_id = load.open_batch(
