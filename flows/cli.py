@@ -115,8 +115,15 @@ def run(
 ) -> None:
     """The main job: simulate (empty demo source), extract, SQLMesh plan/run, audits, summary."""
     _prepare_prefect()
-    from flows.pipeline import run_flow
+    from flows.pipeline import run_flow, step_listeners
 
+    def show_step(step: str, seconds: float | None) -> None:
+        if seconds is None:
+            err_console.print(f"[bold cyan]→ {step}[/] …")
+        else:
+            err_console.print(f"[green]✓ {step}[/] ({seconds:.1f} s)")
+
+    step_listeners.append(show_step)
     try:
         summary = run_flow(days=days, scale=scale)
     except Exception as err:
@@ -124,6 +131,8 @@ def run(
             f"{type(err).__name__}: {err}",
             "fix the cause above and run `bankdw run` again; it resumes where it stopped",
         ) from err
+    finally:
+        step_listeners.remove(show_step)
     _print_summary(summary)
 
 

@@ -112,12 +112,22 @@ def summarise_layers() -> tuple[dict[str, dict[str, int]], dict[str, int], dict[
         return (count_layer_rows(conn), *count_invalid_rows(conn))
 
 
+# Called with (step, None) when a step of the run starts and (step, seconds) when it ends: the CLI
+# shows progress with it; a deployment needs none (Prefect's UI shows the task runs).
+step_listeners: list[Callable[[str, float | None], None]] = []
+
+
 def _timed(
     summary: RunSummary, step: str, call: Callable[[], object], detail: Callable[[object], str]
 ) -> object:
+    for listener in step_listeners:
+        listener(step, None)
     started = time.perf_counter()
     result = call()
-    summary.steps.append((step, time.perf_counter() - started, detail(result)))
+    seconds = time.perf_counter() - started
+    summary.steps.append((step, seconds, detail(result)))
+    for listener in step_listeners:
+        listener(step, seconds)
     return result
 
 

@@ -93,13 +93,6 @@ class Contract:
     derived: dict[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
     derived_sql: dict[str, str] = field(default_factory=dict)
 
-    def columns_used(self) -> set[str]:
-        """The columns any rule, key or drift check reads: the only ones worth parsing."""
-        used = set(self.keys) | set(self.required)
-        for rule in self.checks:
-            used.update(rule.columns)
-        return used - set(self.derived)
-
     def rules(self) -> list[tuple[str, str, str]]:
         """(rule, column(s), kind) for documentation and reports."""
         return [(r.name, ", ".join(r.columns), r.kind) for r in self.checks]
