@@ -8,18 +8,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prefect import flow, get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from flows import transform
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
+from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
 from flows.warehouse import connect_source, connect_warehouse, source_url
-
-_settings = get_settings()
-RETRIES = _settings.task_retries
-BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
 
 
 @contextmanager
@@ -56,20 +52,6 @@ def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
         landing_dir=settings.landing_path,
     )
     return dict(summary.rows())
-
-
-def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    """Retry what may pass next time (a dropped connection), not a contract or drift refusal."""
-    from flows.quality.drift import SchemaDriftError
-    from flows.quality.results import BatchRejectedError
-
-    try:
-        state.result()
-    except (BatchRejectedError, SchemaDriftError):
-        return False
-    except Exception:
-        return True
-    return True
 
 
 @task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)

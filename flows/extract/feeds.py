@@ -11,26 +11,15 @@ from __future__ import annotations
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
-from prefect.tasks import exponential_backoff
 from prefect_aws import S3Bucket
 
 from flows.extract.files import FeedFile, find_landing_files, load_feed_file
 from flows.extract.postgres import BatchResult
 from flows.extract.s3 import FeedObject, downloaded, list_feed_objects, s3_bucket_from_settings
 from flows.load import record_failed_batch
+from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.warehouse import connect_warehouse
-
-_settings = get_settings()
-RETRIES = _settings.task_retries
-BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
-
-
-def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    # flows.pipeline imports this module: import its condition when Prefect asks, not before.
-    from flows.pipeline import retry_unless_refused as condition
-
-    return condition(task, task_run, state)
 
 
 def load_one_file(file: FeedFile) -> BatchResult | None:

@@ -327,14 +327,6 @@ def plain_json(value: Any) -> Any:
 # ---------------------------------------------------------------- judging and loading
 
 
-def add_stat(
-    stats: dict[str, RuleStat], rule: str, column: str, evaluated: int, failed: int
-) -> None:
-    stat = stats.setdefault(rule, RuleStat(rule, column))
-    stat.evaluated += evaluated
-    stat.failed += failed
-
-
 def invalid_for_type(
     conn: psycopg.Connection, frame: pd.DataFrame, columns: list[Column]
 ) -> dict[str, list[int]]:
@@ -387,7 +379,7 @@ def judge_frame(
         fresh = [p for p in positions if f"{column}_not_a_number" not in broken[p]]
         for position in fresh:
             broken[position].append(rule)
-        add_stat(stats, rule, column, len(frame), len(fresh))
+        stats.setdefault(rule, RuleStat(rule, column)).add(len(frame), len(fresh))
     return frame, {p: rules for p, rules in broken.items() if rules}
 
 
@@ -404,7 +396,7 @@ def load_chunk(
     """Judge one chunk of parsed lines; good rows into raw, the rest into quarantine."""
     rejected = [p.rejected for p in chunk if p.rejected is not None]
     for rule, failed in Counter(r.rules[0] for r in rejected).items():
-        add_stat(tally.stats, rule, "", len(chunk), failed)
+        tally.stats.setdefault(rule, RuleStat(rule, "")).add(len(chunk), failed)
     parsed = [p for p in chunk if p.record is not None]
     records = [p.record for p in parsed]
     for record in records:

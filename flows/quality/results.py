@@ -14,6 +14,10 @@ class RuleStat:
     evaluated: int = 0
     failed: int = 0
 
+    def add(self, evaluated: int, failed: int) -> None:
+        self.evaluated += evaluated
+        self.failed += failed
+
     @property
     def percent(self) -> float:
         return 100.0 * self.failed / self.evaluated if self.evaluated else 0.0

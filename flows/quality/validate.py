@@ -26,9 +26,7 @@ class FrameVerdict:
 
 def merge_stats(total: dict[str, RuleStat], more: dict[str, RuleStat]) -> None:
     for rule, stat in more.items():
-        into = total.setdefault(rule, RuleStat(rule, stat.column))
-        into.evaluated += stat.evaluated
-        into.failed += stat.failed
+        total.setdefault(rule, RuleStat(rule, stat.column)).add(stat.evaluated, stat.failed)
 
 
 def coerce_numbers(frame: pd.DataFrame, required: dict[str, str]) -> dict[str, list[int]]:

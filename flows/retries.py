@@ -1,0 +1,25 @@
+"""How tasks that touch a database or the network retry: one policy for every flow."""
+
+from __future__ import annotations
+
+from prefect.tasks import exponential_backoff
+
+from flows.settings import get_settings
+
+_settings = get_settings()
+RETRIES = _settings.task_retries
+BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
+
+
+def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
+    """Retry what may pass next time (a dropped connection), not a contract or drift refusal."""
+    from flows.quality.drift import SchemaDriftError
+    from flows.quality.results import BatchRejectedError
+
+    try:
+        state.result()
+    except (BatchRejectedError, SchemaDriftError):
+        return False
+    except Exception:
+        return True
+    return True
