@@ -19,10 +19,7 @@ with versions as (
     valid_to::date as valid_to,
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
-    _batch_id as batch_id,
-    _loaded_at as load_ts,
-    _record_source as record_source,
-    _is_deleted as is_deleted
+    @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
   from raw.account_holders
 ),
 rules_broken as (
@@ -51,9 +48,5 @@ select
   load_ts,
   record_source,
   is_deleted,
-  cardinality(dq_issues) = 0 as is_valid,
-  dq_issues,
-  row_number() over (
-    partition by account_id, customer_id, valid_from order by batch_id desc, is_deleted desc
-  ) = 1 as is_latest
+  @version_flags(account_id, customer_id, valid_from) /* is_valid (false keeps the row out of the vault and gold), dq_issues, is_latest */
 from rules_broken
