@@ -8,6 +8,7 @@ untouched (no parsing in Python) and still lands stamped with its batch.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,10 +28,34 @@ class Column:
 
 
 def apply_ops_schema(conn: psycopg.Connection) -> None:
-    """Create the raw and ops schemas and bookkeeping tables (idempotent)."""
+    """Create or upgrade the raw and ops schemas and bookkeeping tables (idempotent).
+
+    Applied only when ops.sql changed since it was last applied: its `alter table` and
+    `create index` statements lock ops.batches even when there is nothing to do, and would
+    queue every run behind any open load transaction.
+    """
+    ddl = (SQL_DIR / "warehouse" / "ops.sql").read_text()
+    digest = hashlib.sha256(ddl.encode()).hexdigest()
+    if _ops_schema_is(conn, digest):
+        return
     # Concurrent extraction tasks all get here: `create schema if not exists` is not race-free.
     conn.execute("select pg_advisory_xact_lock(hashtext('bankdw:ops-ddl'))")
-    conn.execute((SQL_DIR / "warehouse" / "ops.sql").read_text())
+    if _ops_schema_is(conn, digest):
+        return
+    conn.execute(ddl)
+    conn.execute(
+        "create table if not exists ops.schema_applied "
+        "(sha256 text primary key, applied_at timestamptz not null default clock_timestamp())"
+    )
+    conn.execute("insert into ops.schema_applied (sha256) values (%s)", (digest,))
+
+
+def _ops_schema_is(conn: psycopg.Connection, digest: str) -> bool:
+    exists = conn.execute("select to_regclass('ops.schema_applied') is not null").fetchone()[0]
+    return bool(
+        exists
+        and conn.execute("select 1 from ops.schema_applied where sha256 = %s", (digest,)).fetchone()
+    )
 
 
 def table_columns(conn: psycopg.Connection, schema: str, table: str) -> list[Column]:

@@ -4,31 +4,18 @@ transform, audit, summarise. Tasks do one thing and declare their retries."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-from flows import transform
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
+from flows.transform import Transformation
 from flows.warehouse import connect_source, connect_warehouse, source_url
-
-
-@contextmanager
-def sqlmesh_slot() -> Iterator[None]:
-    """Hold the one slot of the Prefect concurrency limit that serialises SQLMesh."""
-    from prefect.client.orchestration import get_client
-    from prefect.concurrency.sync import concurrency
-
-    name = get_settings().sqlmesh_concurrency_limit
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, limit=1)
-    with concurrency(name, occupy=1, strict=True):
-        yield
 
 
 def source_is_empty() -> bool:
@@ -70,22 +57,32 @@ def extract_source_table(entity: str) -> BatchResult:
         raise
 
 
-@task(retries=1, retry_delay_seconds=5)
-def sqlmesh_plan(environment: str) -> list[str]:
-    with sqlmesh_slot():
-        return transform.plan_and_apply(environment)
+# The SQLMesh steps share one Transformation (its lock, Context and execution time): no cache.
+@task(
+    retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_refused, cache_policy=NO_CACHE
+)
+def sqlmesh_plan(transformation: Transformation, environment: str) -> list[str]:
+    return transformation.plan(environment)
 
 
-@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
-def sqlmesh_run(environment: str) -> None:
-    with sqlmesh_slot():
-        transform.run_models(environment)
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    cache_policy=NO_CACHE,
+)
+def sqlmesh_run(transformation: Transformation, environment: str) -> None:
+    transformation.run(environment)
 
 
-@task
-def sqlmesh_audit(environment: str) -> None:
-    with sqlmesh_slot():
-        transform.audit_models(environment)
+@task(cache_policy=NO_CACHE)
+def sqlmesh_audit(transformation: Transformation, environment: str) -> None:
+    transformation.audit(environment)
+
+
+def open_transformation(purpose: str) -> Transformation:
+    """The warehouse's SQLMesh lock and the publication of new batches, as one step."""
+    return Transformation(purpose, on_wait=get_run_logger().warning).open()
 
 
 @task(retries=RETRIES, retry_delay_seconds=BACKOFF)
@@ -145,10 +142,11 @@ def extract_everything() -> list[BatchResult]:
 
 @flow(name="bankdw-transform")
 def transform_flow(environment: str = "prod") -> None:
-    """SQLMesh plan/apply and run for `environment`, then its audits."""
-    sqlmesh_plan(environment)
-    sqlmesh_run(environment)
-    sqlmesh_audit(environment)
+    """SQLMesh plan/apply and run for `environment`, then its audits, under the SQLMesh lock."""
+    with Transformation("bankdw transform", on_wait=get_run_logger().warning) as transformation:
+        sqlmesh_plan(transformation, environment)
+        sqlmesh_run(transformation, environment)
+        sqlmesh_audit(transformation, environment)
 
 
 @flow(name="bankdw-run")
@@ -180,13 +178,22 @@ def run_flow(days: int | None = None, scale: int | None = None) -> RunSummary:
     if any(b.source_file for b in batches):  # GX judged new files: their docs are new too
         summary.data_docs = build_data_docs()
 
-    _timed(
+    transformation = _timed(
         summary,
-        "sqlmesh plan",
-        lambda: sqlmesh_plan("prod"),
-        lambda r: f"{len(r)} new model versions",
+        "publish",
+        lambda: open_transformation("bankdw run"),
+        lambda t: f"{t.publication.batches} batches, up to {t.execution_time:%Y-%m-%d %H:%M:%S}",
     )
-    _timed(summary, "sqlmesh run", lambda: sqlmesh_run("prod"), lambda r: "prod")
-    _timed(summary, "audits", lambda: sqlmesh_audit("prod"), lambda r: "passed")
+    with transformation:
+        _timed(
+            summary,
+            "sqlmesh plan",
+            lambda: sqlmesh_plan(transformation, "prod"),
+            lambda r: f"{len(r)} new model versions",
+        )
+        _timed(
+            summary, "sqlmesh run", lambda: sqlmesh_run(transformation, "prod"), lambda r: "prod"
+        )
+        _timed(summary, "audits", lambda: sqlmesh_audit(transformation, "prod"), lambda r: "passed")
     summary.layer_rows, summary.invalid_rows, summary.invalid_by_rule = summarise_layers()
     return summary

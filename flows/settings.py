@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         "transactions",
     )
     record_source: str = "corebank"
+    # A source row stamped later than now plus this is implausible: quarantined, never trusted
+    # as a watermark. Rows stamped in the future within it wait until the clock reaches them.
+    future_tolerance_seconds: int = 900
 
     # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
     landing_dir: Path | None = None  # default: <data_dir>/landing
@@ -65,7 +68,11 @@ class Settings(BaseSettings):
 
     # Transformation.
     sqlmesh_gateway: str = "warehouse"
-    sqlmesh_concurrency_limit: str = "sqlmesh"
+    # Every path that runs SQLMesh takes one lock in the warehouse; a second one waits this long
+    # for it (saying who holds it), then gives up.
+    sqlmesh_lock_timeout_seconds: float = 600.0
+    # The zone that decides which calendar day a timestamp falls on (booking dates, days in gold).
+    bank_timezone: str = "UTC"
 
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3

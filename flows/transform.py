@@ -1,7 +1,8 @@
 """SQLMesh on the warehouse: plan/apply, run and audit, with failures raised (not returned).
 
-SQLMesh has no lock of its own around plans and runs on Postgres (sqlmesh issue 3866): callers
-hold the Prefect concurrency limit named in the settings while any of these run (see pipeline.py).
+SQLMesh has no lock of its own around plans and runs on Postgres (sqlmesh issue 3866): a
+`Transformation` holds the warehouse's SQLMesh lock (sqlmesh_lock.py) from before it publishes
+new batches until its last step ends.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import os
 import typing as t
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+from flows.load import apply_ops_schema
+from flows.publication import Publication, publish_batches
 from flows.settings import Settings, get_settings
 from flows.warehouse import warehouse_params
 
@@ -18,7 +22,14 @@ if t.TYPE_CHECKING:
 
 
 class TransformError(RuntimeError):
-    """A SQLMesh step failed; the message names the step, the model and the cause."""
+    """A SQLMesh step failed; the message names the step, the model and the cause.
+
+    `retryable` is False when retrying cannot help (an audit found bad data).
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass
@@ -29,9 +40,12 @@ class FailureLog:
 
 
 def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
-    """Put the warehouse connection where config.yaml reads it (BANKDW_PG* variables)."""
+    """Put the warehouse connection (BANKDW_PG*) and the settings the models share
+    (BANKDW_BANK_TIMEZONE) where config.yaml reads them."""
+    settings = settings or get_settings()
     params = warehouse_params(settings)
     env = {
+        "BANKDW_BANK_TIMEZONE": settings.bank_timezone,
         "BANKDW_PGHOST": params.host,
         "BANKDW_PGPORT": str(params.port),
         "BANKDW_PGUSER": params.user,
@@ -80,6 +94,7 @@ def _console(log: FailureLog):
 
 
 def open_context(settings: Settings | None = None, log: FailureLog | None = None) -> Context:
+    """A SQLMesh Context on the warehouse. Hold the SQLMesh lock while it plans or runs."""
     from sqlmesh import Context
     from sqlmesh.core.console import set_console
 
@@ -90,62 +105,142 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
     return Context(paths=str(settings.project_root), gateway=settings.sqlmesh_gateway)
 
 
-def _raise(step: str, log: FailureLog, fallback: str) -> t.NoReturn:
+def _raise(step: str, log: FailureLog, fallback: str, retryable: bool = True) -> t.NoReturn:
     detail = "; ".join(dict.fromkeys(log.errors)) or fallback
-    raise TransformError(f"{step} failed: {detail}")
+    raise TransformError(f"{step} failed: {detail}", retryable=retryable)
 
 
-def plan_and_apply(environment: str = "prod", settings: Settings | None = None) -> list[str]:
-    """Plan the project against `environment` and apply it (backfilling what changed).
+class Transformation:
+    """One transformation of the warehouse: the SQLMesh lock, one Context, one execution time.
 
-    Returns the names of the models the plan touched.
+    Entering takes the warehouse's SQLMesh lock (waiting, and saying for whom, if another run
+    holds it) and publishes the batches committed since the last transformation; plan, run and
+    audit then share one Context and the execution time of that publication (see
+    publication.py). Leaving closes the Context and releases the lock.
     """
-    log = FailureLog()
-    context = open_context(settings, log)
-    try:
-        plan = context.plan(
-            environment,
-            auto_apply=True,
-            no_prompts=True,
-            run=False,
-            skip_tests=True,
-        )
-    except Exception as err:  # SQLMesh raises its own types; keep the cause in the message
-        log.errors.append(str(err).strip())
-        _raise(f"sqlmesh plan ({environment})", log, type(err).__name__)
-    finally:
-        context.close()
-    if log.errors:
-        _raise(f"sqlmesh plan ({environment})", log, "see the log above")
-    return sorted(s.name for s in plan.new_snapshots)
 
+    def __init__(
+        self,
+        purpose: str,
+        settings: Settings | None = None,
+        on_wait: t.Callable[[str], None] | None = None,
+    ) -> None:
+        from flows.sqlmesh_lock import SQLMeshLock
 
-def run_models(environment: str = "prod", settings: Settings | None = None) -> None:
-    """Run every model for the intervals due, including today's partial one (ignore_cron).
+        self.settings = settings or get_settings()
+        self.lock = SQLMeshLock(purpose, self.settings, on_wait)
+        self.log = FailureLog()
+        self._context: Context | None = None
+        self.publication: Publication | None = None
 
-    `Context.run()` returns a status instead of raising: a failure becomes TransformError here so
-    that Prefect retries and the flow fails.
-    """
-    log = FailureLog()
-    context = open_context(settings, log)
-    try:
-        status = context.run(environment, ignore_cron=True)
-    finally:
-        context.close()
-    if status.is_failure or log.errors:
-        _raise(f"sqlmesh run ({environment})", log, "see the log above")
+    def open(self) -> Transformation:
+        """Take the lock and publish (idempotent: `with` on an open one keeps it)."""
+        if self.lock.held:
+            return self
+        self.lock.acquire()
+        try:
+            self.publish()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
 
+    def __enter__(self) -> Transformation:
+        return self.open()
 
-def audit_models(environment: str = "prod", settings: Settings | None = None) -> None:
-    """Re-run every model's audits over today's data; a failing audit raises TransformError."""
-    from datetime import date, timedelta
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self._context is not None:
+                self._context.close()
+        finally:
+            self._context = None
+            self.lock.release()
 
-    log = FailureLog()
-    context = open_context(settings, log)
-    try:
-        today = date.today()
-        ok = context.audit(start=today - timedelta(days=1), end=today)
-    finally:
-        context.close()
-    if not ok or log.errors:
-        _raise("sqlmesh audit", log, "an audit failed")
+    @property
+    def context(self) -> Context:
+        if self._context is None:
+            self._context = open_context(self.settings, self.log)
+        return self._context
+
+    @property
+    def execution_time(self) -> datetime:
+        assert self.publication is not None, "publish() first"
+        return self.publication.execution_time
+
+    def publish(self) -> Publication:
+        """Publish what committed since the last transformation (under the lock)."""
+        from flows.warehouse import connect_warehouse
+
+        self.lock.ensure_held()
+        with connect_warehouse(self.settings, autocommit=True) as conn:
+            with conn.transaction():
+                apply_ops_schema(conn)
+            self.publication = publish_batches(conn)
+        return self.publication
+
+    def _step(self) -> None:
+        """Before each step: the lock is still ours, and no error of a previous step lingers."""
+        self.lock.ensure_held()
+        self.log.errors.clear()
+
+    def plan(self, environment: str = "prod") -> list[str]:
+        """Plan the project against `environment` and apply it (backfilling what changed).
+
+        Returns the names of the models the plan touched.
+        """
+        self._step()
+        step = f"sqlmesh plan ({environment})"
+        try:
+            plan = self.context.plan(
+                environment,
+                execution_time=self.execution_time,
+                auto_apply=True,
+                no_prompts=True,
+                run=False,
+                skip_tests=True,
+            )
+        except Exception as err:  # SQLMesh raises its own types; keep the cause in the message
+            self.log.errors.append(str(err).strip())
+            self._discard_context()
+            _raise(step, self.log, type(err).__name__)
+        if self.log.errors:
+            _raise(step, self.log, "see the log above")
+        return sorted(s.name for s in plan.new_snapshots)
+
+    def run(self, environment: str = "prod") -> None:
+        """Run every model for the intervals due up to the execution time, including today's
+        partial one (ignore_cron). `Context.run()` returns a status instead of raising: a
+        failure becomes TransformError here, so that Prefect retries and the flow fails."""
+        self._step()
+        step = f"sqlmesh run ({environment})"
+        try:
+            status = self.context.run(
+                environment,
+                execution_time=self.execution_time,
+                end=self.execution_time,
+                ignore_cron=True,
+            )
+        except Exception as err:
+            self.log.errors.append(str(err).strip())
+            self._discard_context()
+            _raise(step, self.log, type(err).__name__)
+        if status.is_failure or self.log.errors:
+            audit_failed = any("audit " in e for e in self.log.errors)
+            _raise(step, self.log, "see the log above", retryable=not audit_failed)
+
+    def audit(self, environment: str = "prod") -> None:
+        """Re-run every model's audits over the last two days (in UTC) up to the execution time;
+        a failing audit raises TransformError."""
+        self._step()
+        end = self.execution_time.astimezone(UTC).date()
+        ok = self.context.audit(start=end - timedelta(days=1), end=end)
+        if not ok or self.log.errors:
+            _raise("sqlmesh audit", self.log, "an audit failed", retryable=False)
+
+    def _discard_context(self) -> None:
+        """After SQLMesh raised, a retry starts from a fresh Context (and connection)."""
+        if self._context is not None:
+            try:
+                self._context.close()
+            finally:
+                self._context = None

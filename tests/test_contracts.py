@@ -3,6 +3,7 @@ batches agrees with GX row for row, and the README lists every rule."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,8 @@ from flows.quality.sql_contract import prepare_iban_check, rules_broken
 from flows.quality.validate import ContractValidator
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# The moment of judging, for the rules about the clock (FUTURE_TOLERANCE_SECONDS = 900).
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +48,16 @@ def test_account_rules(validator):
         "status": "open",
         "updated_at": "2026-01-01 10:00:00+00",
     }
-    frame = pd.DataFrame(
-        [
-            good,
-            {**good, "sort_code": "20-0001"},
-            {**good, "account_number": "1234567"},
-            {**good, "iban": "GB28NWBK60161331926819"},  # checksum off by one
-            {**good, "currency": "XYZ", "status": "frozen"},
-            {**good, "iban": None},
-        ]
-    )
-    verdict = validator.validate("accounts", frame)
+    rows = [
+        good,
+        {**good, "sort_code": "20-0001"},
+        {**good, "account_number": "1234567"},
+        {**good, "iban": "GB28NWBK60161331926819"},  # checksum off by one
+        {**good, "currency": "XYZ", "status": "frozen"},
+        {**good, "iban": None},
+    ]
+    frame = pd.DataFrame([{**row, "account_id": str(i)} for i, row in enumerate(rows)])
+    verdict = validator.validate("accounts", frame, now=NOW)
     assert verdict.broken == {
         1: ["sort_code_format"],
         2: ["account_number_format"],
@@ -78,22 +80,29 @@ def test_transaction_rules(validator):
         "booking_date": "2026-01-02",
         "updated_at": "2026-01-02 09:00:00+00",
     }
-    frame = pd.DataFrame(
-        [
-            good,
-            {**good, "amount": "0"},
-            {**good, "amount": "1000000.01"},
-            {**good, "amount": "ten"},
-            {**good, "booking_date": "2026-03-01"},
-            {**good, "status": "pending", "booking_date": None},
-        ]
-    )
-    verdict = validator.validate("transactions", frame)
+    rows = [
+        good,
+        {**good, "amount": "0"},
+        {**good, "amount": "1000000.01"},
+        {**good, "amount": "ten"},
+        {**good, "booking_date": "2026-03-01"},
+        {**good, "status": "pending", "booking_date": None},
+        {**good, "updated_at": "2026-06-01 00:10:00+00"},  # 10 minutes ahead: within tolerance
+        {**good, "updated_at": "2026-06-01 00:20:00+00", "booking_date": None},
+        {**good, "updated_at": "10000-01-01 00:00:00+00", "booking_date": None},
+    ]
+    frame = pd.DataFrame([{**row, "transaction_id": str(i)} for i, row in enumerate(rows)])
+    frame.loc[len(frame)] = {**good, "transaction_id": "0"}  # a second row with key 0
+    verdict = validator.validate("transactions", frame, now=NOW)
     assert verdict.broken == {
+        0: ["key_duplicated"],
         1: ["amount_out_of_range"],
         2: ["amount_out_of_range"],
         3: ["amount_not_a_number", "amount_missing"],
         4: ["booking_date_in_future"],
+        7: ["updated_at_in_future"],
+        8: ["updated_at_in_future"],
+        9: ["key_duplicated"],
     }
 
 
@@ -106,11 +115,21 @@ TRANSACTION_VALUES = {
     "direction": st.sampled_from(["credit", "debit", "sideways", None]),
     "status": st.sampled_from(["pending", "booked", "Booked", None]),
     "booking_date": st.sampled_from(["2026-01-01", "2026-01-02", "2026-01-03", None]),
-    # 23:30 at UTC-5 is the next day in UTC: the rule compares UTC dates.
-    "updated_at": st.sampled_from(["2026-01-02 09:00:00+00", "2026-01-02 23:30:00-05"]),
+    # 23:30 at UTC-5 is the next day in UTC: the rule compares dates in the bank's zone (UTC).
+    # Stamps past now (NOW) plus the tolerance are implausible, however far.
+    "updated_at": st.sampled_from(
+        [
+            "2026-01-02 09:00:00+00",
+            "2026-01-02 23:30:00-05",
+            "2026-06-01 00:14:59+00",
+            "2026-06-01 00:15:01+00",
+            "9999-12-31 23:59:59+00",
+            "10000-01-01 00:00:00+00",
+        ]
+    ),
 }
 ACCOUNT_VALUES = {
-    "account_id": st.sampled_from(["1", None]),
+    "account_id": st.sampled_from(["1", "2", None]),
     "sort_code": st.sampled_from(["20-00-01", "200001", "20-00-0a", " 20-00-01", None]),
     "account_number": st.sampled_from(["12345678", "1234567", "1234567x", None]),
     "iban": st.sampled_from(
@@ -121,7 +140,7 @@ ACCOUNT_VALUES = {
     "updated_at": st.just("2026-01-02 09:00:00+00"),
 }
 CUSTOMER_VALUES = {
-    "customer_id": st.sampled_from(["1", None]),
+    "customer_id": st.sampled_from(["1", "2", None]),
     "first_name": st.sampled_from(["Ann", "", None]),
     "last_name": st.sampled_from(["Lee", None]),
     "email": st.sampled_from(
@@ -174,7 +193,7 @@ def sql_verdict(conn: psycopg.Connection, entity: str, rows: list[dict]) -> dict
             copy.write_row((position, *(row[c] for c in columns)))
     with conn.transaction():
         prepare_iban_check(conn, table, sql.SQL("true"), contract)
-        _, names = rules_broken(contract)
+        names = rules_broken(contract, NOW)
         found = conn.execute(
             sql.SQL("select _position, {} from {} order by _position").format(names, table)
         ).fetchall()
@@ -199,7 +218,7 @@ def test_sql_judges_every_row_as_gx_does(validator, sql_conn, entity, values):
     )
     @given(rows=rows_of(values))
     def agree(rows: list[dict]) -> None:
-        by_gx = validator.validate(entity, pd.DataFrame(rows)).broken
+        by_gx = validator.validate(entity, pd.DataFrame(rows), now=NOW).broken
         by_sql = sql_verdict(sql_conn, entity, rows)
         assert {p: sorted(r) for p, r in by_sql.items()} == {
             p: sorted(r) for p, r in by_gx.items()

@@ -64,6 +64,7 @@ def test_first_run_fills_every_layer(clean_bank):
     assert all(n > 0 for n in counts.values()), counts
     assert [step for step, _, _ in summary.steps] == [
         "extract",
+        "publish",
         "sqlmesh plan",
         "sqlmesh run",
         "audits",

@@ -451,6 +451,29 @@ def _metadata_names() -> list[str]:
 # ---------------------------------------------------------------- bookkeeping
 
 
+def quarantine_keys_repeated_across_chunks(
+    conn: psycopg.Connection, entity: str, batch_id: int, tally: FileTally
+) -> None:
+    """GX judged the file frame by frame: a key repeated in two frames (or spelt two ways, as
+    '10:00Z' and '10:00+00') is caught here, where the whole file lies in raw, typed."""
+    from datetime import UTC, datetime
+
+    from flows.quality.contracts import contract_for
+    from flows.quality.sql_contract import quarantine_batch
+
+    contract = contract_for(entity)
+    unique = [rule for rule in contract.checks if rule.kind == "unique"]
+    moved, stats = quarantine_batch(
+        conn, contract, batch_id, tally.rows_loaded, datetime.now(UTC), unique, from_file=True
+    )
+    for rule in unique:
+        tally.stats.setdefault(rule.name, RuleStat(rule.name, stats[rule.name].column)).add(
+            0, stats[rule.name].failed
+        )
+    tally.rows_loaded -= moved
+    tally.rows_rejected += moved
+
+
 def loaded_versions(conn: psycopg.Connection, source: str, name: str) -> dict[str, int]:
     """sha256 -> version of every version of `name` already loaded."""
     rows = conn.execute(
@@ -555,6 +578,7 @@ def load_feed_file(
         parsed = parse_file(file, contract_for(file.entity).required)
         for chunk in chunked(parsed, settings.contract_frame_rows):
             load_chunk(conn, file, batch_id, record_source, chunk, columns, validator, tally)
+        quarantine_keys_repeated_across_chunks(conn, file.entity, batch_id, tally)
         report = None
         if tally.fields:  # an empty or all-malformed file says nothing about the feed's shape
             shape = shape_of(tally, columns)

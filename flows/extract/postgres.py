@@ -20,17 +20,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
 from flows import load
 from flows.quality.contracts import contract_for
-from flows.quality.drift import DriftReport, check_required, record_schema
+from flows.quality.drift import (
+    DriftReport,
+    check_required,
+    check_types_unchanged,
+    record_schema,
+)
 from flows.quality.quarantine import ensure_quarantine_table
-from flows.quality.results import record_dq_results, refuse_if_too_many_rejected
+from flows.quality.results import (
+    RuleStat,
+    raise_alert,
+    record_dq_results,
+    refuse_if_too_many_rejected,
+)
 from flows.quality.sql_contract import quarantine_batch
+from flows.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,9 @@ def extract_table(
     # One consistent snapshot of the source for data, high watermark and keys.
     source.execute("begin isolation level repeatable read read only")
     try:
+        # The source's clock at the snapshot: the watermark never passes it, and rows stamped
+        # beyond it plus the tolerance are implausible (judged against the same instant).
+        now = source.execute("select now()").fetchone()[0]
         columns = load.table_columns(source, "public", entity)
         if not columns:
             raise LookupError(f"source table public.{entity} does not exist")
@@ -73,16 +87,20 @@ def extract_table(
             load.apply_ops_schema(warehouse)
         with warehouse.transaction():
             load.lock_entity(warehouse, record_source, entity)
+            check_types_unchanged(entity, columns, load.table_columns(warehouse, "raw", entity))
             load.ensure_raw_table(warehouse, entity, columns)
             ensure_quarantine_table(warehouse, entity)
             since = load.read_watermark(warehouse, record_source, entity)
             batch_id = load.open_batch(warehouse, record_source, entity, since, flow_run_id)
             drift = record_schema(warehouse, record_source, entity, columns, batch_id)
-            high = _high_watermark(source, entity, since)
-            rows_in = _copy_changed_rows(source, warehouse, entity, columns, since, high)
-            quarantined, stats = quarantine_batch(warehouse, contract, batch_id, rows_in)
+            high = _high_watermark(source, entity, since, now)
+            bound = now + timedelta(seconds=get_settings().future_tolerance_seconds)
+            copied = _copy_changed_rows(source, warehouse, entity, columns, since, high, bound)
+            rows_in = copied - drop_rows_already_held(warehouse, entity, batch_id, bound)
+            quarantined, stats = quarantine_batch(warehouse, contract, batch_id, rows_in, now)
             record_dq_results(warehouse, batch_id, entity, stats)
             refuse_if_too_many_rejected(entity, rows_in, quarantined, stats)
+            alert_on_implausible_stamps(warehouse, record_source, entity, batch_id, stats)
             # On a table's first load raw holds no key that could have gone since: skip the pass.
             first_load = since is None
             deleted = (
@@ -125,13 +143,17 @@ def _drift_note(drift: DriftReport) -> str | None:
 
 
 def _high_watermark(
-    source: psycopg.Connection, entity: str, since: datetime | None
+    source: psycopg.Connection, entity: str, since: datetime | None, now: datetime
 ) -> datetime | None:
-    query = sql.SQL("select max(updated_at) from {}").format(sql.Identifier(entity))
+    """The newest `updated_at` after `since`, never past the source's clock: a row stamped in
+    the future must not carry the watermark past rows the source has yet to write."""
+    query = sql.SQL("select max(updated_at) from {} where updated_at <= %s").format(
+        sql.Identifier(entity)
+    )
     if since is not None:
-        query = sql.SQL("{} where updated_at > %s").format(query)
-        return source.execute(query, (since,)).fetchone()[0]
-    return source.execute(query).fetchone()[0]
+        query = sql.SQL("{} and updated_at > %s").format(query)
+        return source.execute(query, (now, since)).fetchone()[0]
+    return source.execute(query, (now,)).fetchone()[0]
 
 
 def _copy_changed_rows(
@@ -141,17 +163,23 @@ def _copy_changed_rows(
     columns: list[load.Column],
     since: datetime | None,
     until: datetime | None,
+    implausible_after: datetime,
 ) -> int:
-    """Pipe the rows changed in (since, until] into raw; returns how many."""
-    if until is None:
-        return 0
+    """Pipe the rows changed in (since, until] into raw, and the rows no watermark can take
+    (stamped after `implausible_after`, or not stamped: the contract quarantines those);
+    returns how many."""
     column_list = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     # COPY takes no parameters: the bounds are quoted as literals by psycopg.
-    where = sql.SQL("updated_at <= {until}").format(until=sql.Literal(until))
-    if since is not None:
-        where = sql.SQL("updated_at > {since} and {rest}").format(
-            since=sql.Literal(since), rest=where
-        )
+    where = sql.SQL("(updated_at > {bound} or updated_at is null)").format(
+        bound=sql.Literal(implausible_after)
+    )
+    if until is not None:
+        changed = sql.SQL("updated_at <= {until}").format(until=sql.Literal(until))
+        if since is not None:
+            changed = sql.SQL("updated_at > {since} and {rest}").format(
+                since=sql.Literal(since), rest=changed
+            )
+        where = sql.SQL("({changed}) or {rest}").format(changed=changed, rest=where)
     copy_out = sql.SQL("copy (select {cols} from {table} where {where}) to stdout").format(
         cols=column_list, table=sql.Identifier(entity), where=where
     )
@@ -159,6 +187,60 @@ def _copy_changed_rows(
         table=sql.Identifier("raw", entity), cols=column_list
     )
     return pipe_copy(source, warehouse, copy_out, copy_in)
+
+
+def drop_rows_already_held(
+    warehouse: psycopg.Connection, entity: str, batch_id: int, implausible_after: datetime
+) -> int:
+    """Remove from this batch the rows stamped implausibly (or not at all) that quarantine
+    already holds unchanged.
+
+    No watermark passes such a row, so every run reads it again: quarantine keeps one copy of
+    each (whole payloads compared), and a changed row is a new version to judge.
+    """
+    return warehouse.execute(
+        sql.SQL(
+            """
+            delete from {raw} as r
+            where r._batch_id = %(batch)s and (r.updated_at > %(bound)s or r.updated_at is null)
+              and exists (
+                select 1 from {quarantine} as q
+                where q.resolution is null
+                  and q.payload = to_jsonb(r) - {metadata}
+              )
+            """
+        ).format(
+            raw=sql.Identifier("raw", entity),
+            quarantine=sql.Identifier("quarantine", entity),
+            metadata=sql.SQL("array[{}]").format(
+                sql.SQL(", ").join(sql.Literal(m) for m in load.METADATA_COLUMNS)
+            ),
+        ),
+        {"batch": batch_id, "bound": implausible_after},
+    ).rowcount
+
+
+def alert_on_implausible_stamps(
+    warehouse: psycopg.Connection,
+    record_source: str,
+    entity: str,
+    batch_id: int,
+    stats: dict[str, RuleStat],
+) -> None:
+    """A row from the far future is a source fault a person must look at."""
+    stat = stats.get("updated_at_in_future")
+    if stat is not None and stat.failed:
+        raise_alert(
+            warehouse,
+            "warning",
+            record_source,
+            entity,
+            batch_id,
+            f"{entity}: {stat.failed} row(s) stamped later than the source's clock plus "
+            f"{get_settings().future_tolerance_seconds} s were quarantined (rule "
+            "updated_at_in_future); the watermark did not follow them. Fix the source's "
+            "updated_at; `bankdw quarantine list --entity " + entity + "` shows them",
+        )
 
 
 def pipe_copy(

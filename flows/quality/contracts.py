@@ -9,7 +9,8 @@ A rule is plain data (no GX import: the database path never needs GX, and it cos
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Rule:
     """One expectation: `kind` names the GX expectation it becomes (see `to_gx`)."""
 
     name: str
-    kind: str  # not_null | in_set | match | between | not_after | iban
+    kind: str  # not_null | in_set | match | between | not_after | iban | unique
     column: str
     values: tuple[Any, ...] = ()
     regex: str | None = None
@@ -38,9 +39,12 @@ class Rule:
     strict_min: bool = False
     strict_max: bool = False
     other_column: str | None = None  # not_after: `column` must not be after `other_column`
+    key: tuple[str, ...] = ()  # unique: the columns that together must not repeat in a batch
 
     @property
     def columns(self) -> tuple[str, ...]:
+        if self.key:
+            return self.key
         return (self.column, self.other_column) if self.other_column else (self.column,)
 
     def to_gx(self):  # type: ignore[no-untyped-def]
@@ -79,6 +83,13 @@ class Rule:
             from flows.quality.iban_expectation import ExpectColumnValuesToBeValidIban
 
             return ExpectColumnValuesToBeValidIban(column=self.column, meta=meta)
+        if self.kind == "unique" and len(self.key) == 1:
+            return gxe.ExpectColumnValuesToBeUnique(column=self.key[0], meta=meta)
+        if self.kind == "unique":
+            # Every copy breaks the rule: which of two rows with one key is right, nobody knows.
+            return gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=list(self.key), ignore_row_if="any_value_is_missing", meta=meta
+            )
         raise ValueError(f"rule {self.name}: unknown kind {self.kind!r}")
 
 
@@ -90,8 +101,11 @@ class Contract:
     required: dict[str, str]
     checks: tuple[Rule, ...]
     # Derived columns some rules need (never loaded): in pandas for files, in SQL for tables.
-    derived: dict[str, Callable[[pd.DataFrame], pd.Series]] = field(default_factory=dict)
+    # Both are given the moment of judging (`now`, `{now}` in the SQL), for rules about the clock.
+    derived: dict[str, Callable[[pd.DataFrame, datetime], pd.Series]] = field(default_factory=dict)
     derived_sql: dict[str, str] = field(default_factory=dict)
+    # Timestamps the source stamps itself: later than now plus the tolerance is implausible.
+    stamped: tuple[str, ...] = ("updated_at",)
 
     def rules(self) -> list[tuple[str, str, str]]:
         """(rule, column(s), kind) for documentation and reports."""
@@ -118,235 +132,307 @@ def amount_in_range(column: str = "amount") -> Rule:
     return between(column, 0, MAX_AMOUNT, f"{column}_out_of_range", strict_min=True)
 
 
-def updated_on(frame: pd.DataFrame) -> pd.Series:
-    """The date the source recorded the row: a booking after it is a booking in the future."""
+def unique_key(*columns: str) -> Rule:
+    """No two rows of one batch share this key (a batch is one version of each key)."""
+    return Rule("key_duplicated", "unique", columns[0], key=columns)
+
+
+FUTURE_SUFFIX = "_seconds_past_bound"
+
+
+def seconds_past_bound(values: pd.Series, now: datetime) -> pd.Series:
+    """Seconds by which each timestamp lies beyond now + FUTURE_TOLERANCE_SECONDS (NaN if none).
+
+    Years past pandas' range (2262) count as infinitely far: 9999-12-31 is still late.
+    """
+    import numpy as np
     import pandas as pd
+
+    from flows.settings import get_settings
+
+    bound = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(
+        seconds=get_settings().future_tolerance_seconds
+    )
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    seconds = (parsed - bound).dt.total_seconds()
+    year = pd.to_numeric(
+        values.astype("string").str.extract(r"^\s*\+?(\d{4,})-", expand=False), errors="coerce"
+    )
+    too_late = (parsed.isna() & (year.astype(float) > pd.Timestamp.max.year)).astype(bool)
+    return seconds.mask(too_late.to_numpy(), np.inf)
+
+
+def stamped_in_future(column: str) -> tuple[Rule, dict, dict]:
+    """The rule, derived column and its SQL for "stamped later than now plus the tolerance".
+
+    A row from the far future must never be trusted as a watermark; the tolerance absorbs clocks
+    a few minutes apart. The bound is taken when the batch is judged (the source's clock for a
+    database table), so that extraction and judging agree on it.
+    """
+    derived = f"_{column}{FUTURE_SUFFIX}"
+    rule = Rule(f"{column}_in_future", "between", derived, max_value=0)
+    return (
+        rule,
+        {derived: lambda frame, now: seconds_past_bound(frame[column], now)},
+        {derived: f"extract(epoch from ({column}::timestamptz - {{bound}}))"},
+    )
+
+
+def updated_on(frame: pd.DataFrame, now: datetime) -> pd.Series:
+    """The day (in the bank's zone) the source recorded the row: a booking after it is a booking
+    in the future."""
+    import pandas as pd
+
+    from flows.settings import get_settings
 
     return (
         pd.to_datetime(frame["updated_at"], utc=True, errors="coerce", format="ISO8601")
+        .dt.tz_convert(get_settings().bank_timezone)
         .dt.tz_localize(None)
         .dt.normalize()
     )
 
 
-def booking_on(frame: pd.DataFrame) -> pd.Series:
+def booking_on(frame: pd.DataFrame, now: datetime) -> pd.Series:
     import pandas as pd
 
     return pd.to_datetime(frame["booking_date"], errors="coerce", format="ISO8601")
 
 
+def with_batch_rules(contract: Contract) -> Contract:
+    """The contract plus the rules every batch obeys: one version per key, every row stamped,
+    and no stamp from the far future."""
+    checks = [*contract.checks, unique_key(*contract.keys)]
+    derived, derived_sql = dict(contract.derived), dict(contract.derived_sql)
+    for column in contract.stamped:
+        if not any(r.kind == "not_null" and r.column == column for r in checks):
+            checks.append(not_null(column))
+        rule, pandas_column, sql_column = stamped_in_future(column)
+        checks.append(rule)
+        derived.update(pandas_column)
+        derived_sql.update(sql_column)
+    return replace(contract, checks=tuple(checks), derived=derived, derived_sql=derived_sql)
+
+
 CONTRACTS: dict[str, Contract] = {
     c.entity: c
-    for c in (
-        Contract(
-            "products",
-            keys=("product_id",),
-            required={
-                "product_id": "text",
-                "name": "text",
-                "category": "text",
-                "updated_at": "timestamp",
-            },
-            checks=(not_null("product_id"), not_null("name")),
-        ),
-        Contract(
-            "customers",
-            keys=("customer_id",),
-            required={
-                "customer_id": "integer",
-                "first_name": "text",
-                "last_name": "text",
-                "email": "text",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("customer_id"),
-                not_null("first_name"),
-                not_null("last_name"),
-                matches("email", EMAIL, "email_format"),
+    for c in map(
+        with_batch_rules,
+        (
+            Contract(
+                "products",
+                keys=("product_id",),
+                required={
+                    "product_id": "text",
+                    "name": "text",
+                    "category": "text",
+                    "updated_at": "timestamp",
+                },
+                checks=(not_null("product_id"), not_null("name")),
             ),
-        ),
-        Contract(
-            "accounts",
-            keys=("account_id",),
-            required={
-                "account_id": "integer",
-                "sort_code": "text",
-                "account_number": "text",
-                "iban": "text",
-                "currency": "text",
-                "status": "text",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("account_id"),
-                not_null("sort_code"),
-                matches("sort_code", SORT_CODE, "sort_code_format"),
-                not_null("account_number"),
-                matches("account_number", ACCOUNT_NUMBER, "account_number_format"),
-                not_null("iban"),
-                Rule("iban_invalid", "iban", "iban"),
-                in_set("currency", CURRENCIES),
-                in_set(
-                    "status",
-                    (
-                        "open",
-                        "dormant",
-                        "closed",
-                    ),
+            Contract(
+                "customers",
+                keys=("customer_id",),
+                required={
+                    "customer_id": "integer",
+                    "first_name": "text",
+                    "last_name": "text",
+                    "email": "text",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("customer_id"),
+                    not_null("first_name"),
+                    not_null("last_name"),
+                    matches("email", EMAIL, "email_format"),
                 ),
             ),
-        ),
-        Contract(
-            "account_holders",
-            keys=("account_id", "customer_id", "valid_from"),
-            required={
-                "account_id": "integer",
-                "customer_id": "integer",
-                "valid_from": "date",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("account_id"),
-                not_null("customer_id"),
-                not_null("valid_from"),
-                in_set(
-                    "holder_role",
-                    (
-                        "primary",
-                        "joint",
+            Contract(
+                "accounts",
+                keys=("account_id",),
+                required={
+                    "account_id": "integer",
+                    "sort_code": "text",
+                    "account_number": "text",
+                    "iban": "text",
+                    "currency": "text",
+                    "status": "text",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("account_id"),
+                    not_null("sort_code"),
+                    matches("sort_code", SORT_CODE, "sort_code_format"),
+                    not_null("account_number"),
+                    matches("account_number", ACCOUNT_NUMBER, "account_number_format"),
+                    not_null("iban"),
+                    Rule("iban_invalid", "iban", "iban"),
+                    in_set("currency", CURRENCIES),
+                    in_set(
+                        "status",
+                        (
+                            "open",
+                            "dormant",
+                            "closed",
+                        ),
                     ),
                 ),
             ),
-        ),
-        Contract(
-            "transactions",
-            keys=("transaction_id",),
-            required={
-                "transaction_id": "integer",
-                "account_id": "integer",
-                "amount": "numeric",
-                "currency": "text",
-                "direction": "text",
-                "status": "text",
-                "booking_date": "date",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("transaction_id"),
-                not_null("account_id"),
-                not_null("amount"),
-                amount_in_range(),
-                in_set("currency", CURRENCIES),
-                in_set(
-                    "direction",
-                    (
-                        "credit",
-                        "debit",
+            Contract(
+                "account_holders",
+                keys=("account_id", "customer_id", "valid_from"),
+                required={
+                    "account_id": "integer",
+                    "customer_id": "integer",
+                    "valid_from": "date",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("account_id"),
+                    not_null("customer_id"),
+                    not_null("valid_from"),
+                    in_set(
+                        "holder_role",
+                        (
+                            "primary",
+                            "joint",
+                        ),
                     ),
-                ),
-                in_set(
-                    "status",
-                    (
-                        "pending",
-                        "booked",
-                    ),
-                ),
-                # Booked on a date after the source recorded the booking: in the future.
-                Rule(
-                    "booking_date_in_future", "not_after", "_booking_on", other_column="_updated_on"
                 ),
             ),
-            derived={"_updated_on": updated_on, "_booking_on": booking_on},
-            derived_sql={
-                "_updated_on": "(updated_at at time zone 'UTC')::date",
-                "_booking_on": "booking_date",
-            },
-        ),
-        Contract(
-            "interactions",
-            keys=("interaction_id",),
-            required={
-                "interaction_id": "integer",
-                "customer_id": "integer",
-                "channel": "text",
-                "interaction_type": "text",
-                "sentiment": "numeric",
-                "occurred_at": "timestamp",
-            },
-            checks=(
-                not_null("interaction_id"),
-                not_null("customer_id"),
-                not_null("occurred_at"),
-                in_set("channel", CHANNELS),
-                in_set(
-                    "interaction_type",
-                    (
-                        "complaint",
-                        "enquiry",
-                        "service",
-                        "sales",
+            Contract(
+                "transactions",
+                keys=("transaction_id",),
+                required={
+                    "transaction_id": "integer",
+                    "account_id": "integer",
+                    "amount": "numeric",
+                    "currency": "text",
+                    "direction": "text",
+                    "status": "text",
+                    "booking_date": "date",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("transaction_id"),
+                    not_null("account_id"),
+                    not_null("amount"),
+                    amount_in_range(),
+                    in_set("currency", CURRENCIES),
+                    in_set(
+                        "direction",
+                        (
+                            "credit",
+                            "debit",
+                        ),
+                    ),
+                    in_set(
+                        "status",
+                        (
+                            "pending",
+                            "booked",
+                        ),
+                    ),
+                    # Booked on a date after the source recorded the booking: in the future.
+                    Rule(
+                        "booking_date_in_future",
+                        "not_after",
+                        "_booking_on",
+                        other_column="_updated_on",
                     ),
                 ),
-                between("sentiment", -1, 1, "sentiment_out_of_range"),
+                derived={"_updated_on": updated_on, "_booking_on": booking_on},
+                derived_sql={
+                    "_updated_on": "(updated_at at time zone {zone})::date",
+                    "_booking_on": "booking_date",
+                },
             ),
-        ),
-        Contract(
-            "opportunities",
-            keys=("opportunity_id", "updated_at"),
-            required={
-                "opportunity_id": "integer",
-                "customer_id": "integer",
-                "product_code": "text",
-                "stage": "text",
-                "amount": "numeric",
-                "probability": "numeric",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("opportunity_id"),
-                not_null("customer_id"),
-                in_set(
-                    "stage",
-                    (
-                        "prospect",
-                        "qualified",
-                        "proposal",
-                        "won",
-                        "lost",
+            Contract(
+                "interactions",
+                keys=("interaction_id",),
+                stamped=("occurred_at",),
+                required={
+                    "interaction_id": "integer",
+                    "customer_id": "integer",
+                    "channel": "text",
+                    "interaction_type": "text",
+                    "sentiment": "numeric",
+                    "occurred_at": "timestamp",
+                },
+                checks=(
+                    not_null("interaction_id"),
+                    not_null("customer_id"),
+                    not_null("occurred_at"),
+                    in_set("channel", CHANNELS),
+                    in_set(
+                        "interaction_type",
+                        (
+                            "complaint",
+                            "enquiry",
+                            "service",
+                            "sales",
+                        ),
                     ),
+                    between("sentiment", -1, 1, "sentiment_out_of_range"),
                 ),
-                amount_in_range(),
-                between("probability", 0, 1, "probability_out_of_range"),
             ),
-        ),
-        Contract(
-            "orders",
-            keys=("order_id", "updated_at"),
-            required={
-                "order_id": "integer",
-                "customer_id": "integer",
-                "product_id": "text",
-                "channel": "text",
-                "status": "text",
-                "amount": "numeric",
-                "updated_at": "timestamp",
-            },
-            checks=(
-                not_null("order_id"),
-                not_null("customer_id"),
-                in_set("channel", CHANNELS),
-                in_set(
-                    "status",
-                    (
-                        "placed",
-                        "approved",
-                        "rejected",
-                        "fulfilled",
-                        "cancelled",
+            Contract(
+                "opportunities",
+                keys=("opportunity_id", "updated_at"),
+                required={
+                    "opportunity_id": "integer",
+                    "customer_id": "integer",
+                    "product_code": "text",
+                    "stage": "text",
+                    "amount": "numeric",
+                    "probability": "numeric",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("opportunity_id"),
+                    not_null("customer_id"),
+                    in_set(
+                        "stage",
+                        (
+                            "prospect",
+                            "qualified",
+                            "proposal",
+                            "won",
+                            "lost",
+                        ),
                     ),
+                    amount_in_range(),
+                    between("probability", 0, 1, "probability_out_of_range"),
                 ),
-                amount_in_range(),
+            ),
+            Contract(
+                "orders",
+                keys=("order_id", "updated_at"),
+                required={
+                    "order_id": "integer",
+                    "customer_id": "integer",
+                    "product_id": "text",
+                    "channel": "text",
+                    "status": "text",
+                    "amount": "numeric",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("order_id"),
+                    not_null("customer_id"),
+                    in_set("channel", CHANNELS),
+                    in_set(
+                        "status",
+                        (
+                            "placed",
+                            "approved",
+                            "rejected",
+                            "fulfilled",
+                            "cancelled",
+                        ),
+                    ),
+                    amount_in_range(),
+                ),
             ),
         ),
     )

@@ -69,6 +69,25 @@ def check_required(entity: str, columns: list[Column], required: dict[str, str])
             )
 
 
+def check_types_unchanged(entity: str, source: list[Column], raw: list[Column]) -> None:
+    """Any column whose source type differs from raw's stops the batch before COPY.
+
+    COPY would fail on the first value raw's type cannot hold (1e300 into numeric(14,2), text
+    into a date) and fail the same way on every retry; a type that still fits today would move
+    the failure into silver. A person decides: change the source back, or widen raw.
+    """
+    kept = {c.name: c.type for c in raw}
+    for column in source:
+        before = kept.get(column.name)
+        if before is not None and before != column.type:
+            raise SchemaDriftError(
+                f"{entity}: column {column.name!r} changed type in the source from {before} to "
+                f"{column.type}; the batch was not loaded. Restore the source's type, or accept "
+                f"the change in the warehouse (alter table raw.{entity} alter column "
+                f"{column.name} type {column.type}, and check the silver model) and run again"
+            )
+
+
 def record_schema(
     conn: psycopg.Connection, source: str, entity: str, columns: list[Column], batch_id: int | None
 ) -> DriftReport:

@@ -8,6 +8,8 @@ on top of a new one); the rest stay pending. Nothing is copied twice and nothing
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from dataclasses import dataclass
 
 import pandas as pd
@@ -87,18 +89,82 @@ def replay(
             if column not in frame:
                 frame[column] = None
         verdict = validator.validate(entity, frame)
-        passing = [qid for pos, (qid, _, _) in enumerate(pending) if pos not in verdict.broken]
-        if not passing:
+        unique = {rule.name for rule in contract.checks if rule.kind == "unique"}
+        # Versions of one key from different batches repeat the key by nature: which of them
+        # to load is decided below, not by the batch rule.
+        passing = [
+            pos for pos in range(len(pending)) if not set(verdict.broken.get(pos, ())) - unique
+        ]
+        chosen, older = one_version_per_key(
+            contract, [(pending[p][0], pending[p][2]) for p in passing]
+        )
+        if not chosen:
             return ReplayResult(entity, len(pending), 0, 0, len(pending), None)
 
-        superseded = _mark_superseded(conn, entity, contract.keys, passing)
+        superseded = _mark_superseded(conn, entity, contract.keys, chosen)
+        superseded += _mark(conn, entity, older, "superseded")
         record_source = pending[0][1]
         new_batch = load.open_batch(conn, record_source, entity, None, kind="replay")
-        replayed = _insert_into_raw(conn, entity, passing, new_batch)
-        load.close_batch(conn, new_batch, len(passing), replayed, 0, 0, None)
+        replayed = _insert_into_raw(conn, entity, chosen, new_batch)
+        load.close_batch(conn, new_batch, replayed, replayed, 0, 0, None)
     return ReplayResult(
-        entity, len(pending), replayed, superseded, len(pending) - len(passing), new_batch
+        entity,
+        len(pending),
+        replayed,
+        superseded,
+        len(pending) - replayed - superseded,
+        new_batch,
     )
+
+
+def one_version_per_key(
+    contract, candidates: list[tuple[int, dict]]
+) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]
+    """(ids to load, ids an identical or newer candidate makes redundant).
+
+    A replay batch, like any batch, holds one version per key: the newest (by `updated_at`, else
+    the latest rejected). Identical copies collapse into one. Two different rows claiming to be
+    the newest version of a key stay pending: which is right is for the source (a newer version
+    supersedes both) or a data steward to say.
+    """
+    groups: dict[tuple, list[tuple[int, dict]]] = defaultdict(list)
+    for qid, payload in candidates:
+        groups[tuple(str(payload.get(k)) for k in contract.keys)].append((qid, payload))
+    chosen, older = [], []
+    for versions in groups.values():
+        newest = max(_version_order(p, qid) for qid, p in versions)
+        latest = [(qid, p) for qid, p in versions if _version_order(p, qid) == newest]
+        if len({json.dumps(p, sort_keys=True) for _, p in latest}) > 1:
+            continue
+        keep = min(qid for qid, _ in latest)
+        chosen.append(keep)
+        older.extend(qid for qid, _ in versions if qid != keep)
+    return sorted(chosen), sorted(older)
+
+
+def _version_order(payload: dict, quarantine_id: int) -> tuple:
+    stamp = pd.to_datetime(payload.get("updated_at"), utc=True, errors="coerce")
+    return (
+        (0, pd.Timestamp.min.tz_localize("UTC"), quarantine_id)
+        if pd.isna(stamp)
+        else (
+            1,
+            stamp,
+            0,
+        )
+    )
+
+
+def _mark(conn: psycopg.Connection, entity: str, ids: list[int], resolution: str) -> int:
+    if not ids:
+        return 0
+    return conn.execute(
+        sql.SQL(
+            "update {} set resolution = %s, resolved_at = clock_timestamp() "
+            "where quarantine_id = any(%s) and resolution is null"
+        ).format(sql.Identifier("quarantine", entity)),
+        (resolution, ids),
+    ).rowcount
 
 
 def _mark_superseded(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -92,15 +93,21 @@ class ContractValidator:
             self._definitions.pop(entity, None)
             return self._definition(entity).run(**params)
 
-    def validate(self, entity: str, frame: pd.DataFrame) -> FrameVerdict:
-        """Evaluate every rule of the entity's contract on `frame` (positions, not labels)."""
+    def validate(
+        self, entity: str, frame: pd.DataFrame, now: datetime | None = None
+    ) -> FrameVerdict:
+        """Evaluate every rule of the entity's contract on `frame` (positions, not labels).
+
+        `now` is the moment of judging, for rules about the clock (default: this machine's).
+        """
         from flows.quality.contracts import contract_for
 
         contract = contract_for(entity)
+        now = now or datetime.now(UTC)
         frame = frame.reset_index(drop=True)
         type_broken = coerce_numbers(frame, contract.required)
         for name, derive in contract.derived.items():
-            frame[name] = derive(frame)
+            frame[name] = derive(frame, now)
         with self._lock:  # GX contexts are not thread-safe; extraction tasks run in threads
             result = self._run(entity, frame)
         verdict = FrameVerdict()
@@ -114,7 +121,11 @@ class ContractValidator:
         for outcome in result.results:
             config = outcome.expectation_config
             rule = config.meta["rule"]
-            column = config.kwargs.get("column") or config.kwargs.get("column_A", "")
+            column = (
+                config.kwargs.get("column")
+                or config.kwargs.get("column_A")
+                or ", ".join(config.kwargs.get("column_list") or [])
+            )
             failed_rows = outcome.result.get("unexpected_index_list") or []
             if outcome.exception_info and outcome.exception_info.get("raised_exception"):
                 raise RuntimeError(

@@ -1,5 +1,6 @@
 /* Customers with history (SCD type 2): one row per version of a customer's details, valid from
-   when the bank recorded it until the next version. Grain: customer_hk, valid_from. */
+   when the bank recorded it (the first version: from the customer's creation) until the next
+   version. Grain: customer_hk, valid_from. */
 MODEL (
   name gold.dim_customer,
   kind FULL,
@@ -16,6 +17,7 @@ with customer_versions as (
     h.customer_hk,
     h.customer_id,
     s.effective_from,
+    s.created_at,
     s.load_ts,
     s.first_name,
     s.last_name,
@@ -26,12 +28,21 @@ with customer_versions as (
     s.city,
     s.postcode,
     s.country,
-    lead(s.effective_from) over (partition by s.customer_hk order by s.effective_from, s.load_ts) as next_effective_from
+    lead(s.effective_from) over (partition by s.customer_hk order by s.effective_from, s.load_ts) as next_effective_from,
+    row_number() over (partition by s.customer_hk order by s.effective_from, s.load_ts) as version_number
   from vault.sat_customer_details as s
   join vault.hub_customer as h on h.customer_hk = s.customer_hk
+),
+versions_with_validity as (
+  select
+    *,
+    /* the first version holds from the customer's creation, so as-of joins find every
+       transaction the customer ever made */
+    case when version_number = 1 then least(created_at, effective_from) else effective_from end as valid_from
+  from customer_versions
 )
 select
-  md5(customer_hk || '|' || effective_from::text) as customer_version_key, /* surrogate key of this version */
+  md5(customer_hk || '|' || extract(epoch from valid_from)::text) as customer_version_key, /* surrogate key of this version (zone-independent) */
   customer_hk, /* Data Vault hash key of the customer */
   customer_id, /* core-banking customer number */
   first_name, /* given name */
@@ -43,8 +54,8 @@ select
   city, /* town or city */
   postcode, /* UK postcode, upper-case */
   country, /* ISO 3166-1 alpha-2 country code */
-  effective_from as valid_from, /* when the source recorded this version */
+  valid_from, /* when the source recorded this version; the first from the customer's creation */
   next_effective_from as valid_to, /* when the next version replaced it; null while current */
   next_effective_from is null as is_current, /* true for the customer's current version */
   load_ts as loaded_at /* when the warehouse received this version */
-from customer_versions
+from versions_with_validity

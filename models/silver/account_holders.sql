@@ -20,7 +20,7 @@ with versions as (
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
-  from raw.account_holders
+  from @published(raw.account_holders) as raw_rows
 ),
 rules_broken as (
   select

@@ -24,7 +24,7 @@ with versions as (
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
-  from raw.accounts
+  from @published(raw.accounts) as raw_rows
 ),
 rules_broken as (
   select

@@ -13,9 +13,9 @@ with latest_versions as (
     lower(trim(category)) as category,
     interest_rate::numeric(6, 4) as interest_rate,
     updated_at::timestamptz as updated_at,
-    _loaded_at as load_ts,
+    _published_at as load_ts,
     _is_deleted as is_deleted
-  from raw.products
+  from @published(raw.products) as raw_rows
   order by product_id, _batch_id desc, _is_deleted desc
 )
 select product_id, name, category, interest_rate, updated_at, load_ts

@@ -27,7 +27,7 @@ with versions as (
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
-  from raw.transactions
+  from @published(raw.transactions) as raw_rows
 ),
 first_transaction_per_reference as (
   /* a re-posted payment repeats its reference under a new id: the first id is the real one */
@@ -45,8 +45,8 @@ rules_broken as (
       case when not v.is_deleted and v.currency not in ('GBP', 'EUR', 'USD') then 'currency_unknown' end,
       case when not v.is_deleted and v.direction not in ('credit', 'debit') then 'direction_unknown' end,
       case when not v.is_deleted and v.status not in ('pending', 'booked') then 'status_unknown' end,
-      case when v.booking_date > v.updated_at::date
-        then 'booking_date_in_future' end,
+      case when v.booking_date > (v.updated_at at time zone @VAR('bank_timezone'))::date
+        then 'booking_date_in_future' end, /* the day the source recorded it, in the bank's zone */
       case when not v.is_deleted and f.transaction_id <> v.transaction_id then 'duplicate' end,
       case when n.account_id is not null then 'account_invalid' end
     ], null) as dq_issues

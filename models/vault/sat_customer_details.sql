@@ -6,7 +6,7 @@ MODEL (
   grain (customer_hk, load_ts),
   columns (
     customer_hk text, load_ts timestamptz, hashdiff text, record_source text,
-    effective_from timestamptz, first_name text, last_name text, email text, phone text,
+    effective_from timestamptz, created_at timestamptz, first_name text, last_name text, email text, phone text,
     date_of_birth date, address_line1 text, city text, postcode text, country char(2)
   ),
   audits (
@@ -42,6 +42,7 @@ select
   hashdiff,
   record_source,
   updated_at as effective_from, /* when the source recorded this version */
+  created_at, /* when the source created the customer (not part of the hashdiff) */
   first_name,
   last_name,
   email,

@@ -84,3 +84,22 @@ create table if not exists ops.alerts (
     batch_id        bigint,
     message         text not null
 );
+
+-- Publication: the transformation sees a batch only once it is published, and every batch is
+-- published by the run after it committed, stamped with that run's clock. Which rows an interval
+-- holds is thus decided by what had committed, not by when a load started or whose clock said
+-- what: a load committing after midnight, or an orchestrator clock minutes ahead of the
+-- database's, still lands in an interval that has yet to be processed.
+alter table ops.batches add column if not exists published_at timestamptz;
+create index if not exists batches_unpublished on ops.batches (batch_id)
+    where published_at is null and status = 'committed';
+create index if not exists batches_published_at on ops.batches (published_at);
+
+-- The execution time SQLMesh was last given. Publication stamps never go below it, so no stamp
+-- falls into an interval SQLMesh has already closed.
+create table if not exists ops.transform_clock (
+    singleton       boolean primary key default true check (singleton),
+    execution_time  timestamptz not null,
+    published_to    bigint,                 -- the last batch_id published, for reports
+    updated_at      timestamptz not null default clock_timestamp()
+);
