@@ -215,6 +215,29 @@ def transform(
     console.print(f"[green]transform finished for environment {environment}[/]")
 
 
+@app.command(
+    "sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def sqlmesh_by_hand(ctx: typer.Context) -> None:
+    """Run a SQLMesh command on the warehouse, under its SQLMesh lock, after publishing the
+    batches committed since the last transformation (e.g. `bankdw sqlmesh plan staging`)."""
+    from sqlmesh.cli.main import cli
+
+    from flows.transform import Transformation
+
+    settings = get_settings()
+    try:
+        with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)):
+            code = cli.main(
+                args=["--paths", str(settings.project_root), *ctx.args],
+                prog_name="bankdw sqlmesh",
+                standalone_mode=False,
+            )
+    except Exception as err:
+        raise _fail(f"{type(err).__name__}: {err}") from err
+    raise typer.Exit(code=code if isinstance(code, int) else 0)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Extraction benchmark (same as `make bench`; options: --rows N, --methods ours,pipe,...)."""

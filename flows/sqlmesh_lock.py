@@ -28,6 +28,7 @@ from flows.settings import Settings, get_settings
 LOCK_SPACE = 0x62616E6B  # "bank"
 LOCK_ID = 1  # SQLMesh plans, runs and audits
 APPLICATION_PREFIX = "bankdw sqlmesh lock"
+HOLDER_VARIABLE = "BANKDW_SQLMESH_LOCK_HOLDER"
 POLL_SECONDS = 1.0
 REPORT_EVERY_SECONDS = 15.0
 
@@ -125,6 +126,8 @@ class SQLMeshLock:
             conn.close()
             raise
         self._conn = conn
+        # SQLMesh's before_all (macros/lock.py) checks that this process holds the lock.
+        os.environ[HOLDER_VARIABLE] = holder_name(self.purpose)
 
     def ensure_held(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -136,6 +139,7 @@ class SQLMeshLock:
         self.acquire()
 
     def release(self) -> None:
+        os.environ.pop(HOLDER_VARIABLE, None)
         conn, self._conn = self._conn, None
         if conn is None or conn.closed:
             return

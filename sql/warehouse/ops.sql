@@ -103,3 +103,25 @@ create table if not exists ops.transform_clock (
     published_to    bigint,                 -- the last batch_id published, for reports
     updated_at      timestamptz not null default clock_timestamp()
 );
+
+-- SQLMesh's before_all calls this: a plan or run that does not hold the warehouse's SQLMesh lock
+-- (flows/sqlmesh_lock.py: advisory lock (1650552427, 1), held by a session whose
+-- application_name is `holder`) stops before it touches a table.
+create or replace function ops.assert_sqlmesh_lock(holder text) returns void
+language plpgsql as $$
+begin
+    if not exists (
+        select 1
+        from pg_locks as l
+        join pg_stat_activity as a on a.pid = l.pid
+        where l.locktype = 'advisory' and l.granted
+          and l.database = (select oid from pg_database where datname = current_database())
+          and l.classid = 1650552427 and l.objid = 1 and l.objsubid = 2
+          and a.application_name = holder
+    ) then
+        raise exception 'SQLMesh was started without the warehouse''s SQLMesh lock'
+            using hint = 'run it through bankdw (`bankdw transform`, or `bankdw sqlmesh <command>`), '
+                         'which takes the lock and publishes new batches first';
+    end if;
+end
+$$;
