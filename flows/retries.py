@@ -12,13 +12,15 @@ BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
 
 
 def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    """Retry what may pass next time (a dropped connection), not a contract or drift refusal."""
+    """Retry what may pass next time (a dropped connection), not a contract or drift refusal,
+    nor a server too old for bankdw."""
     from flows.quality.drift import SchemaDriftError
     from flows.quality.results import BatchRejectedError
+    from flows.warehouse import UnsupportedServerError
 
     try:
         state.result()
-    except (BatchRejectedError, SchemaDriftError):
+    except (BatchRejectedError, SchemaDriftError, UnsupportedServerError):
         return False
     except Exception:
         return True

@@ -1,5 +1,5 @@
-"""Every maintained PostgreSQL major (14 onward): `ops.input_is_valid`, which stands in for
-PostgreSQL 16's pg_input_is_valid on feed values.
+"""Every maintained PostgreSQL major (14 onward): the version check at connect, and
+`ops.input_is_valid`, which stands in for PostgreSQL 16's pg_input_is_valid on feed values.
 
 `make test` runs this on the embedded PostgreSQL 16, `make test-pg15` on PostgreSQL 15.
 """
@@ -13,6 +13,46 @@ from hypothesis import strategies as st
 
 from flows.extract.files import TYPE_RULE_SUFFIX
 from flows.load import apply_ops_schema
+from flows.retries import retry_unless_refused
+from flows.settings import Settings
+from flows.warehouse import (
+    PgParams,
+    UnsupportedServerError,
+    check_server_version,
+    connect_source,
+    connect_warehouse,
+)
+
+REMOTE = PgParams("db.internal", 5433, "bankdw", "s3cret-pw", "warehouse")
+
+
+def test_a_server_below_14_is_refused_with_a_message_naming_it():
+    with pytest.raises(UnsupportedServerError) as caught:
+        check_server_version(130011, "warehouse", REMOTE)
+    message = str(caught.value)
+    assert message == (
+        "the warehouse (host db.internal, port 5433, database warehouse) runs PostgreSQL 13.11; "
+        "bankdw needs PostgreSQL 14 or later"
+    )
+    assert "s3cret" not in message
+
+
+def test_versions_before_10_are_written_with_three_parts():
+    with pytest.raises(UnsupportedServerError, match=r"source .* runs PostgreSQL 9\.6\.24;"):
+        check_server_version(90624, "source", REMOTE)
+
+
+def test_14_and_later_pass():
+    for version_num in (140000, 150018, 160002, 170000):
+        check_server_version(version_num, "warehouse", REMOTE)
+
+
+def test_an_old_server_is_not_retried():
+    class Failed:
+        def result(self):
+            raise UnsupportedServerError("too old")
+
+    assert retry_unless_refused(None, None, Failed()) is False
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +61,13 @@ def conn(new_database):
         conn.execute("set timezone = 'UTC'")
         apply_ops_schema(conn)
         yield conn
+
+
+def test_the_test_server_passes_for_warehouse_and_source(new_database):
+    setup = Settings(warehouse_url=new_database("wh_version"), source_url=new_database("src"))
+    for connect in (connect_warehouse, connect_source):
+        with connect(setup) as conn:
+            assert conn.info.server_version >= 140000
 
 
 # (type, value, valid) with the same answer on PostgreSQL 14, 15 and 16. Left out: what 16 newly
