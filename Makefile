@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-pg15 lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ run: $(VENV)/.installed  ## set up and run the main job on the embedded warehous
 test: $(VENV)/.installed-dev  ## lint and run the whole suite
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The suite again on PostgreSQL 15 (the embedded server is 16): every test module uses the server.
+# scripts/pg15-server starts a throwaway server from the Debian package and sets WAREHOUSE_URL and
+# SOURCE_URL; conftest creates each scenario's databases on that server.
+PG15_BIN := /usr/lib/postgresql/15/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-pg15: $(VENV)/.installed-dev | $(PG15_BIN)/initdb  ## the suite against PostgreSQL 15
+	PG_BIN=$(PG15_BIN) scripts/pg15-server $(BIN)/pytest
+
+# A clean machine lacks the binaries: CI installs them rather than rely on a step done by hand.
+$(PG15_BIN)/initdb:
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from flows.load import apply_ops_schema
 from flows.publication import Publication, publish_batches
 from flows.settings import Settings, get_settings
-from flows.warehouse import warehouse_params
+from flows.warehouse import connect_warehouse, warehouse_params
 
 if t.TYPE_CHECKING:
     from sqlmesh import Context
@@ -99,6 +99,8 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
     from sqlmesh.core.console import set_console
 
     settings = settings or get_settings()
+    # SQLMesh connects on its own: check the server's version first, as bankdw's connections do.
+    connect_warehouse(settings).close()
     export_connection_env(settings)
     # SQLMesh's console is process-global; plans and runs are serialised, so one at a time is safe.
     set_console(_console(log or FailureLog()))

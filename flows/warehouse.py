@@ -159,9 +159,46 @@ def source_url(settings: Settings | None = None) -> str:
     return source_params(settings).url()
 
 
+# The oldest PostgreSQL major still maintained. Older servers fail at connect with a message,
+# rather than deep in a load with an unknown function or syntax (and after every retry).
+MIN_SERVER_VERSION = 140000
+
+
+class UnsupportedServerError(RuntimeError):
+    """The server is older than bankdw supports: retrying cannot help."""
+
+
+def version_text(version_num: int) -> str:
+    """server_version_num as people write it: 150004 -> '15.4', 90624 -> '9.6.24'."""
+    if version_num >= 100000:
+        return f"{version_num // 10000}.{version_num % 10000}"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
+
+
+def check_server_version(version_num: int, role: str, params: PgParams) -> None:
+    """Raise UnsupportedServerError if the server is too old; the message never shows a password."""
+    if version_num < MIN_SERVER_VERSION:
+        raise UnsupportedServerError(
+            f"the {role} (host {params.host}, port {params.port}, database {params.database}) "
+            f"runs PostgreSQL {version_text(version_num)}; bankdw needs PostgreSQL "
+            f"{version_text(MIN_SERVER_VERSION).removesuffix('.0')} or later"
+        )
+
+
+def _connect(params: PgParams, role: str, **kwargs) -> psycopg.Connection:
+    conn = psycopg.connect(params.url(), **kwargs)
+    try:
+        # libpq learnt the version at connect: no query, no cost.
+        check_server_version(conn.info.server_version, role, params)
+    except UnsupportedServerError:
+        conn.close()
+        raise
+    return conn
+
+
 def connect_warehouse(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(warehouse_url(settings), **kwargs)
+    return _connect(warehouse_params(settings), "warehouse", **kwargs)
 
 
 def connect_source(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(source_url(settings), **kwargs)
+    return _connect(source_params(settings), "source", **kwargs)

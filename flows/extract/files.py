@@ -4,8 +4,9 @@ A file is read as bytes, line by line, and every line is decoded and parsed on i
 that is not UTF-8, not JSON, not an object or has the wrong number of CSV columns is quarantined
 with its line number and the rest of the file loads. Parsed records are judged frame by frame by
 the feed's GX contract (values as strings, as the database path does) and by Postgres itself
-(`pg_input_is_valid`, so that a value the raw column's type refuses is quarantined instead of
-failing the COPY). Good rows are COPYed into `raw.<feed>` with the file name and line number.
+(`ops.input_is_valid`, PostgreSQL 16's `pg_input_is_valid` for every supported version, so that a
+value the raw column's type refuses is quarantined instead of failing the COPY). Good rows are
+COPYed into `raw.<feed>` with the file name and line number.
 
 Every line ends in raw or quarantine exactly once. The batch row, raw rows, quarantined rows,
 contract results, schema version and the `ops.files` row commit in one warehouse transaction.
@@ -342,7 +343,7 @@ def invalid_for_type(
         bad = {
             v
             for (v,) in conn.execute(
-                "select v from unnest(%s::text[]) as v where not pg_input_is_valid(v, %s)",
+                "select v from unnest(%s::text[]) as v where not ops.input_is_valid(v, %s)",
                 (values, column.type),
             )
         }

@@ -125,3 +125,27 @@ begin
     end if;
 end
 $$;
+
+-- Whether `value` is valid input for the type `type_name`: pg_input_is_valid (PostgreSQL 16 only)
+-- for PostgreSQL 14 and 15 too, so that a feed value its raw column's type refuses goes to
+-- quarantine instead of failing the COPY. Only the types of feed columns (flows/extract/files.py):
+-- a cast of a literal is not always the type's input function (varchar(3) truncates 'abcd',
+-- pg_input_is_valid refuses it), so each type is listed and checked against pg_input_is_valid by
+-- tests/test_server_versions.py. Static casts also keep plpgsql's cached plans (fast).
+create or replace function ops.input_is_valid(value text, type_name text) returns boolean
+language plpgsql stable strict as $$
+begin
+    case type_name
+        when 'bigint' then perform value::bigint;
+        when 'numeric' then perform value::numeric;
+        when 'timestamp with time zone' then perform value::timestamptz;
+        when 'date' then perform value::date;
+        when 'boolean' then perform value::boolean;
+        else raise exception 'ops.input_is_valid: type % is not supported', type_name
+            using errcode = 'feature_not_supported';
+    end case;
+    return true;
+exception when data_exception then  -- SQLSTATE class 22: how input functions refuse a value
+    return false;
+end
+$$;
