@@ -47,7 +47,11 @@ def apply_ops_schema(conn: psycopg.Connection) -> None:
         "create table if not exists ops.schema_applied "
         "(sha256 text primary key, applied_at timestamptz not null default clock_timestamp())"
     )
-    conn.execute("insert into ops.schema_applied (sha256) values (%s)", (digest,))
+    # On conflict: a concurrent first apply may have won (the advisory lock does not refresh this
+    # session's view of the catalog, so the check above can miss its brand-new table).
+    conn.execute(
+        "insert into ops.schema_applied (sha256) values (%s) on conflict do nothing", (digest,)
+    )
 
 
 def _ops_schema_is(conn: psycopg.Connection, digest: str) -> bool:
