@@ -215,9 +215,7 @@ def transform(
     console.print(f"[green]transform finished for environment {environment}[/]")
 
 
-@app.command(
-    "sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+@app.command("sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sqlmesh_by_hand(ctx: typer.Context) -> None:
     """Run a SQLMesh command on the warehouse, under its SQLMesh lock, after publishing the
     batches committed since the last transformation (e.g. `bankdw sqlmesh plan staging`)."""

@@ -208,3 +208,26 @@ def test_a_pending_transaction_deleted_now_is_marked_on_the_next_extract(clean_b
         "select count(*) from raw.transactions where transaction_id = %s and _is_deleted",
         (victim,),
     ) == (1,)
+
+
+def test_every_transaction_finds_its_customer_as_of_its_day(clean_bank):
+    """dim_customer's first version holds from the customer's creation: an as-of join from a
+    transaction to its account's primary holder never falls before the first version."""
+    bank, _ = clean_bank
+    missing, total = one(
+        bank.warehouse_url,
+        """
+        select count(*) filter (where not exists (
+                 select 1 from gold.dim_customer as c
+                 where c.customer_id = a.primary_customer_id
+                   and c.valid_from < (f.transaction_date + 1)::timestamp at time zone 'UTC'
+                   and (c.valid_to is null
+                        or c.valid_to > f.transaction_date::timestamp at time zone 'UTC'))),
+               count(*)
+        from gold.fact_transactions as f
+        join gold.dim_account as a on a.account_hk = f.account_hk
+        where a.primary_customer_id is not null
+        """,
+    )
+    assert total > 1000
+    assert missing == 0

@@ -248,3 +248,52 @@ def test_schema_drift_on_a_required_column_fails_the_batch(bank_factory, ddl, co
             ).fetchone()[0]
             == 1
         )
+
+
+@pytest.mark.parametrize(
+    ("ddl", "change", "column"),
+    [
+        # Widened to numeric: 1e300 no longer fits raw's numeric(14,2).
+        (
+            "alter table transactions alter column amount type numeric",
+            "update transactions set amount = 1e300 where transaction_id = "
+            "(select min(transaction_id) from transactions)",
+            "amount",
+        ),
+        # A date turned text, holding what no date is (a column the contract does not require).
+        (
+            "alter table transactions alter column transaction_date type text",
+            "update transactions set transaction_date = 'yesterday-ish' where transaction_id = "
+            "(select min(transaction_id) from transactions)",
+            "transaction_date",
+        ),
+    ],
+)
+def test_a_column_whose_type_changed_stops_the_batch_once_with_an_alert(
+    bank_factory, ddl, change, column
+):
+    """Raw cannot hold the new values: the batch stops before COPY with the table and column
+    named, raises an alert, is not retried, and the other tables still load."""
+    bank = bank_factory(f"retype_{column}")
+    simulate(bank.source_url, 2, scale=30, seed=4, bad_rate=0.0)
+    extract_flow()
+    with psycopg.connect(bank.source_url) as conn:
+        conn.execute(ddl)
+        conn.execute(change)
+        conn.execute("update transactions set updated_at = updated_at + interval '5 days'")
+        conn.execute("update customers set updated_at = updated_at + interval '5 days'")
+    with pytest.raises(Exception, match=f"transactions: column '{column}' changed type"):
+        extract_flow()
+    with psycopg.connect(bank.warehouse_url) as conn:
+        failed = conn.execute(
+            "select error from ops.batches where entity = 'transactions' and status = 'failed'"
+        ).fetchall()
+        assert len(failed) == 1, failed  # no retries: it would fail the same way
+        assert "alter table raw.transactions" in failed[0][0]
+        assert conn.execute(
+            "select count(*) from ops.alerts where entity = 'transactions'"
+        ).fetchone() == (1,)
+        customers_loaded = conn.execute(
+            "select count(*) from ops.batches where entity = 'customers' and status = 'committed'"
+        ).fetchone()[0]
+        assert customers_loaded == 2

@@ -95,14 +95,17 @@ def replay(
         passing = [
             pos for pos in range(len(pending)) if not set(verdict.broken.get(pos, ())) - unique
         ]
+        # What raw already holds in the same or a newer version is superseded, whatever else.
+        overtaken = _mark_superseded(conn, entity, contract.keys, [pending[p][0] for p in passing])
         chosen, older = one_version_per_key(
-            contract, [(pending[p][0], pending[p][2]) for p in passing]
+            contract,
+            [(pending[p][0], pending[p][2]) for p in passing if pending[p][0] not in overtaken],
         )
+        superseded = len(overtaken) + _mark(conn, entity, older, "superseded")
         if not chosen:
-            return ReplayResult(entity, len(pending), 0, 0, len(pending), None)
-
-        superseded = _mark_superseded(conn, entity, contract.keys, chosen)
-        superseded += _mark(conn, entity, older, "superseded")
+            return ReplayResult(
+                entity, len(pending), 0, superseded, len(pending) - superseded, None
+            )
         record_source = pending[0][1]
         new_batch = load.open_batch(conn, record_source, entity, None, kind="replay")
         replayed = _insert_into_raw(conn, entity, chosen, new_batch)
@@ -169,8 +172,8 @@ def _mark(conn: psycopg.Connection, entity: str, ids: list[int], resolution: str
 
 def _mark_superseded(
     conn: psycopg.Connection, entity: str, keys: tuple[str, ...], candidates: list[int]
-) -> int:
-    """Mark candidates whose key raw already holds in the same or a newer version."""
+) -> set[int]:
+    """Mark candidates whose key raw already holds in the same or a newer version; their ids."""
     raw_columns = {c.name for c in load.table_columns(conn, "raw", entity)}
     match = sql.SQL(" and ").join(
         sql.SQL("r.{k}::text = q.payload ->> {name}").format(
@@ -183,13 +186,14 @@ def _mark_superseded(
         if "updated_at" in raw_columns and "updated_at" not in keys
         else sql.SQL("")
     )
-    return conn.execute(
+    marked = conn.execute(
         sql.SQL(
             """
             update {quarantine} as q
             set resolution = 'superseded', resolved_at = clock_timestamp()
             where q.quarantine_id = any(%s)
               and exists (select 1 from {raw} as r where not r._is_deleted and {match}{newer})
+            returning q.quarantine_id
             """
         ).format(
             quarantine=sql.Identifier("quarantine", entity),
@@ -198,7 +202,8 @@ def _mark_superseded(
             newer=newer,
         ),
         (candidates,),
-    ).rowcount
+    ).fetchall()
+    return {qid for (qid,) in marked}
 
 
 def _insert_into_raw(
