@@ -93,9 +93,7 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
             layers.add_row(layer, table, f"{rows:,}")
     console.print(layers)
 
-    invalid = Table(
-        title="Invalid rows held back in silver (current versions)", title_justify="left"
-    )
+    invalid = Table(title="Versions silver held back in this run", title_justify="left")
     invalid.add_column("table: rule")
     invalid.add_column("rows", justify="right")
     for rule, rows in summary.invalid_by_rule.items():

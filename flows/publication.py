@@ -30,6 +30,7 @@ PAST_STAMP = timedelta(milliseconds=1)
 class Publication:
     execution_time: datetime  # what SQLMesh is told "now" is
     batches: int  # batches published by this call (0: nothing new, the clock did not move)
+    previous: datetime | None = None  # the execution time before: this call published after it
 
 
 def publish_batches(conn: psycopg.Connection) -> Publication:
@@ -44,12 +45,15 @@ def publish_batches(conn: psycopg.Connection) -> Publication:
             "select count(*), max(batch_id) from ops.batches "
             "where published_at is null and status = 'committed'"
         ).fetchone()
-        if last is not None and waiting[0] == 0:
-            return Publication(last[0], 0)
+        previous = last[0] if last else None
+        if previous is not None and waiting[0] == 0:
+            return Publication(previous, 0, previous)
         stamp = conn.execute(
-            "select greatest(clock_timestamp(), %s, %s)",
-            (last[0] if last else None, processed_until(conn)),
+            "select greatest(clock_timestamp(), %s, %s)", (previous, processed_until(conn))
         ).fetchone()[0]
+        # One instant for all: batches published together are seen together (an account and its
+        # transactions, extracted side by side, are judged as of the same moment). Versions of
+        # one key from two such batches are ordered by batch in the satellites.
         published = conn.execute(
             "update ops.batches set published_at = %s "
             "where published_at is null and status = 'committed'",
@@ -66,7 +70,7 @@ def publish_batches(conn: psycopg.Connection) -> Publication:
             """,
             (execution_time, waiting[1]),
         )
-    return Publication(execution_time, published)
+    return Publication(execution_time, published, previous)
 
 
 def processed_until(conn: psycopg.Connection) -> datetime | None:
@@ -77,3 +81,27 @@ def processed_until(conn: psycopg.Connection) -> datetime | None:
     return conn.execute(
         "select to_timestamp(max(end_ts) / 1000.0) from sqlmesh._intervals"
     ).fetchone()[0]
+
+
+def tick(conn: psycopg.Connection) -> Publication:
+    """Move the clock past everything SQLMesh has recorded, with no new batch: after a
+    restatement (which stops at the last whole interval) the next run then redoes the interval
+    the restatement left half-done."""
+    with conn.transaction():
+        conn.execute("lock table ops.transform_clock in exclusive mode")
+        row = conn.execute("select execution_time from ops.transform_clock").fetchone()
+        previous = row[0] if row else None
+        stamp = conn.execute(
+            "select greatest(clock_timestamp(), %s::timestamptz + %s, %s)",
+            (previous, PAST_STAMP, processed_until(conn)),
+        ).fetchone()[0]
+        execution_time = stamp + PAST_STAMP
+        conn.execute(
+            """
+            insert into ops.transform_clock (execution_time) values (%s)
+            on conflict (singleton) do update
+            set execution_time = excluded.execution_time, updated_at = clock_timestamp()
+            """,
+            (execution_time,),
+        )
+    return Publication(execution_time, 0, previous)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -10,7 +11,14 @@ from psycopg import sql
 # Tables counted per layer in the run summary, in the order a reader follows the data.
 LAYER_TABLES: dict[str, tuple[str, ...]] = {
     "raw": ("products", "customers", "accounts", "account_holders", "transactions"),
-    "silver": ("products", "customers", "accounts", "account_holders", "transactions"),
+    "silver": (
+        "products",
+        "customers",
+        "accounts",
+        "account_standing",
+        "account_holders",
+        "transactions",
+    ),
     "vault": (
         "hub_customer",
         "hub_account",
@@ -20,6 +28,7 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "sat_customer_details",
         "sat_account_details",
         "sat_transaction_details",
+        "sat_transaction_deleted",
     ),
     "gold": ("dim_customer", "dim_account", "fact_transactions"),
 }
@@ -56,23 +65,31 @@ def count_layer_rows(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     return counts
 
 
-def count_invalid_rows(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int]]:
-    """Current versions silver holds back, per table and per 'table: rule'."""
+def count_invalid_rows(
+    conn: psycopg.Connection, since: datetime | None, until: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Versions silver held back among those published in (since, until] (one run's), per table
+    and per 'table: rule'. Indexed by load time: the cost follows the run, not the history."""
     per_table: dict[str, int] = {}
     per_rule: dict[str, int] = {}
     for table in VALIDATED_SILVER:
         if not _table_exists(conn, "silver", table):
             continue
+        window = {"since": since or datetime.min.replace(tzinfo=UTC), "until": until}
         rows = conn.execute(
             sql.SQL(
                 "select rule, count(*) from {}.{}, unnest(dq_issues) as rule "
-                "where is_latest and not is_valid group by rule order by rule"
-            ).format(sql.Identifier("silver"), sql.Identifier(table))
+                "where load_ts > %(since)s and load_ts <= %(until)s and not is_valid "
+                "group by rule order by rule"
+            ).format(sql.Identifier("silver"), sql.Identifier(table)),
+            window,
         ).fetchall()
         per_rule.update({f"{table}: {rule}": n for rule, n in rows})
         per_table[table] = conn.execute(
-            sql.SQL("select count(*) from {}.{} where is_latest and not is_valid").format(
-                sql.Identifier("silver"), sql.Identifier(table)
-            )
+            sql.SQL(
+                "select count(*) from {}.{} "
+                "where load_ts > %(since)s and load_ts <= %(until)s and not is_valid"
+            ).format(sql.Identifier("silver"), sql.Identifier(table)),
+            window,
         ).fetchone()[0]
     return per_table, per_rule

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import typing as t
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from flows.load import apply_ops_schema
 from flows.publication import Publication, publish_batches
@@ -230,14 +230,33 @@ class Transformation:
             audit_failed = any("audit " in e for e in self.log.errors)
             _raise(step, self.log, "see the log above", retryable=not audit_failed)
 
-    def audit(self, environment: str = "prod") -> None:
-        """Re-run every model's audits over the last two days (in UTC) up to the execution time;
-        a failing audit raises TransformError."""
+    def rebuild(self, models: list[str], environment: str = "prod") -> None:
+        """Rebuild `models` (and what depends on them) from raw, in one pass, then run on.
+
+        SQLMesh's restatement stops at the last whole interval: the clock then moves a tick, so
+        that the run redoes the interval in progress too.
+        """
+        from flows.publication import tick
+        from flows.warehouse import connect_warehouse
+
         self._step()
-        end = self.execution_time.astimezone(UTC).date()
-        ok = self.context.audit(start=end - timedelta(days=1), end=end)
-        if not ok or self.log.errors:
-            _raise("sqlmesh audit", self.log, "an audit failed", retryable=False)
+        step = f"rebuild ({environment})"
+        try:
+            self.context.plan(
+                environment,
+                restate_models=models,
+                execution_time=self.execution_time,
+                auto_apply=True,
+                no_prompts=True,
+                skip_tests=True,
+            )
+        except Exception as err:
+            self.log.errors.append(str(err).strip())
+            self._discard_context()
+            _raise(step, self.log, type(err).__name__)
+        with connect_warehouse(self.settings, autocommit=True) as conn:
+            self.publication = tick(conn)
+        self.run(environment)
 
     def _discard_context(self) -> None:
         """After SQLMesh raised, a retry starts from a fresh Context (and connection)."""

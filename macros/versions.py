@@ -1,4 +1,5 @@
-"""Column patterns every silver model of a raw table repeats: load metadata, version flags."""
+"""Column and source patterns every silver model of a raw table repeats: the published rows of an
+interval, load metadata, verdict columns."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from sqlmesh import macro
 
 
 @macro()
-def published(evaluator, table: exp.Table) -> exp.Expression:  # type: ignore[no-untyped-def]
-    """The rows of a raw table that the transformation may see: those of published batches,
-    with the publication time as `_published_at` (see flows/publication.py)."""
+def published(  # type: ignore[no-untyped-def]
+    evaluator, table: exp.Table, start: exp.Expression, end: exp.Expression
+) -> exp.Expression:
+    """The rows of a raw table that batches published in [start, end] brought, with the
+    publication time as `_published_at` (see flows/publication.py). Only published batches are
+    visible to the transformation, so an interval's rows are fixed once it is processed."""
     raw = table.sql(dialect="postgres")
     return exp.maybe_parse(
         f"(select r.*, b.published_at as _published_at from {raw} as r "
-        "join ops.batches as b on b.batch_id = r._batch_id where b.published_at is not null)",
+        "join ops.batches as b on b.batch_id = r._batch_id "
+        f"where b.published_at between {start.sql(dialect='postgres')} "
+        f"and {end.sql(dialect='postgres')})",
         dialect="postgres",
     )
 
@@ -34,16 +40,10 @@ def load_metadata(evaluator) -> list[exp.Expression]:  # type: ignore[no-untyped
 
 
 @macro()
-def version_flags(evaluator, *keys: exp.Expression) -> list[exp.Expression]:  # type: ignore[no-untyped-def]
-    """is_valid and dq_issues from the rules broken, and is_latest: the key's last version
-    (a delete marker wins over a row of the same batch)."""
-    partition = ", ".join(k.sql(dialect="postgres") for k in keys)
+def verdict(evaluator) -> list[exp.Expression]:  # type: ignore[no-untyped-def]
+    """is_valid and dq_issues from the rules a version broke (judged against history up to it,
+    so a silver row never needs rewriting)."""
     return [
         exp.maybe_parse("cardinality(dq_issues) = 0 as is_valid", dialect="postgres"),
         exp.column("dq_issues"),
-        exp.maybe_parse(
-            f"row_number() over (partition by {partition} order by batch_id desc, "
-            "is_deleted desc) = 1 as is_latest",
-            dialect="postgres",
-        ),
     ]

@@ -24,13 +24,13 @@ def test_source_equals_gold_plus_flagged_plus_quarantined(bank_factory):
     with psycopg.connect(bank.warehouse_url) as conn:
         gold = conn.execute("select count(*), sum(amount) from gold.fact_transactions").fetchone()
         invalid = conn.execute(
-            "select count(*), sum(amount) from silver.transactions "
-            "where is_latest and not is_deleted and not is_valid and status = 'booked'"
+            "select count(*), sum(amount) from silver.current_transactions "
+            "where not is_deleted and not is_valid and status = 'booked'"
         ).fetchone()
         rules = {
             r[0]
             for r in conn.execute(
-                "select distinct unnest(dq_issues) from silver.transactions where is_latest"
+                "select distinct unnest(dq_issues) from silver.current_transactions"
             )
         }
         quarantined = conn.execute(
@@ -45,10 +45,10 @@ def test_source_equals_gold_plus_flagged_plus_quarantined(bank_factory):
             0
         ]
         held_back = conn.execute(
-            "select count(*) from silver.transactions where is_latest and not is_valid"
+            "select count(*) from silver.transactions where not is_valid"
         ).fetchone()[0]
         accounts_flagged = conn.execute(
-            "select count(*) from silver.accounts where is_latest and not is_valid"
+            "select count(*) from silver.current_accounts where not is_valid"
         ).fetchone()[0]
 
     assert invalid[0] > 0 and quarantined[0] > 0

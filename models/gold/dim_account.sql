@@ -1,5 +1,5 @@
-/* Accounts, current state: one row per account with its product and primary holder.
-   Grain: account_hk. */
+/* Accounts, current state: one row per account with its product and primary holder. FULL: it
+   grows with accounts, not with transactions. Grain: account_hk. */
 MODEL (
   name gold.dim_account,
   kind FULL,
@@ -17,14 +17,14 @@ with current_details as (
 ),
 primary_holders as (
   select distinct on (account_id) account_id, customer_id
-  from silver.account_holders
-  where is_latest and is_valid and not is_deleted and holder_role = 'primary'
+  from silver.current_account_holders
+  where is_valid and not is_deleted and holder_role = 'primary'
   order by account_id, valid_from desc
 ),
 holder_counts as (
   select account_id, count(*) as holder_count
-  from silver.account_holders
-  where is_latest and is_valid and not is_deleted and valid_to is null
+  from silver.current_account_holders
+  where is_valid and not is_deleted and valid_to is null
   group by account_id
 )
 select

@@ -1,6 +1,7 @@
 /* Customers with history (SCD type 2): one row per version of a customer's details, valid from
    when the bank recorded it (the first version: from the customer's creation) until the next
-   version. Grain: customer_hk, valid_from. */
+   version. FULL: it grows with customers' changes, not with transactions.
+   Grain: customer_hk, valid_from. */
 MODEL (
   name gold.dim_customer,
   kind FULL,

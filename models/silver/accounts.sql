@@ -1,12 +1,14 @@
-/* Accounts as received: one row per account version loaded into raw, trimmed and typed, with the
-   rules it breaks (sort code, account number, IBAN). Grain: account_id, batch_id. */
+/* Accounts as received: one row per account version in a published raw batch, trimmed and typed,
+   with the rules it breaks (sort code, account number, IBAN). Insert-only: each hourly interval
+   adds the versions published in it. Grain: account_id, batch_id, load_ts. */
 MODEL (
   name silver.accounts,
-  kind FULL,
-  grain (account_id, batch_id),
+  kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
+  grain (account_id, batch_id, load_ts),
   audits (
     not_null(columns := (account_id, account_hk, batch_id, load_ts)),
-    unique_combination_of_columns(columns := (account_id, batch_id))
+    unique_combination_of_columns(columns := (account_id, batch_id, load_ts))
   )
 );
 
@@ -24,7 +26,7 @@ with versions as (
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
-  from @published(raw.accounts) as raw_rows
+  from @published(raw.accounts, @start_tstz, @end_tstz) as raw_rows
 ),
 rules_broken as (
   select
@@ -32,13 +34,14 @@ rules_broken as (
     array_remove(array[
       case when not v.is_deleted and coalesce(v.sort_code, '') !~ '^[0-9]{2}-[0-9]{2}-[0-9]{2}$' then 'sort_code_format' end,
       case when not v.is_deleted and coalesce(v.account_number, '') !~ '^[0-9]{8}$' then 'account_number_format' end,
-      case when not v.is_deleted and coalesce(i.is_valid, false) = false then 'iban_invalid' end,
+      case when not v.is_deleted and not exists (
+          select 1 from silver.iban_checks as i where i.iban = v.iban and i.is_valid
+        ) then 'iban_invalid' end,
       case when not v.is_deleted and substr(v.iban, 9) is distinct from replace(v.sort_code, '-', '') || v.account_number
         then 'iban_mismatch' end,
       case when not v.is_deleted and v.currency not in ('GBP', 'EUR', 'USD') then 'currency_unknown' end
     ], null) as dq_issues
   from versions as v
-  left join silver.iban_checks as i on i.iban = v.iban
 )
 select
   account_id, /* the core-banking account number (internal id) */
@@ -58,5 +61,8 @@ select
   load_ts,
   record_source,
   is_deleted,
-  @version_flags(account_id) /* is_valid (false keeps the row out of the vault and gold), dq_issues, is_latest */
-from rules_broken
+  @verdict() /* is_valid (false keeps the row out of the vault and gold), dq_issues */
+from rules_broken;
+
+@create_index(account_id, load_ts);
+@analyze_table();

@@ -1,12 +1,14 @@
-/* Customers as received: one row per customer version loaded into raw (a delete marker is a
-   version too), trimmed and typed, with the data-quality rules it breaks. Grain: customer_id, batch_id. */
+/* Customers as received: one row per customer version in a published raw batch (a delete marker
+   is a version too), trimmed and typed, with the data-quality rules it breaks. Insert-only: each
+   hourly interval adds the versions published in it. Grain: customer_id, batch_id, load_ts. */
 MODEL (
   name silver.customers,
-  kind FULL,
-  grain (customer_id, batch_id),
+  kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
+  grain (customer_id, batch_id, load_ts),
   audits (
     not_null(columns := (customer_id, customer_hk, batch_id, load_ts)),
-    unique_combination_of_columns(columns := (customer_id, batch_id))
+    unique_combination_of_columns(columns := (customer_id, batch_id, load_ts))
   )
 );
 
@@ -25,7 +27,7 @@ with versions as (
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
-  from @published(raw.customers) as raw_rows
+  from @published(raw.customers, @start_tstz, @end_tstz) as raw_rows
 ),
 rules_broken as (
   select
@@ -55,5 +57,8 @@ select
   load_ts,
   record_source,
   is_deleted,
-  @version_flags(customer_id) /* is_valid (false keeps the row out of the vault and gold), dq_issues, is_latest */
-from rules_broken
+  @verdict() /* is_valid (false keeps the row out of the vault and gold), dq_issues */
+from rules_broken;
+
+@create_index(customer_id, load_ts);
+@analyze_table();

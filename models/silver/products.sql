@@ -1,4 +1,5 @@
-/* The bank's products, current state: one row per product (latest version received). Grain: product_id. */
+/* The bank's products, current state: one row per product (latest version published). FULL: a
+   catalogue of tens of rows. Grain: product_id. */
 MODEL (
   name silver.products,
   kind FULL,
@@ -15,8 +16,8 @@ with latest_versions as (
     updated_at::timestamptz as updated_at,
     _published_at as load_ts,
     _is_deleted as is_deleted
-  from @published(raw.products) as raw_rows
-  order by product_id, _batch_id desc, _is_deleted desc
+  from @published(raw.products, timestamptz '-infinity', timestamptz 'infinity') as raw_rows
+  order by product_id, _published_at desc, _batch_id desc, _is_deleted desc
 )
 select product_id, name, category, interest_rate, updated_at, load_ts
 from latest_versions

@@ -3,6 +3,7 @@
 MODEL (
   name vault.hub_account,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain account_hk,
   columns (account_hk text, account_id bigint, load_ts timestamptz, record_source text),
   audits (not_null(columns := (account_hk, account_id, load_ts)), unique_values(columns := (account_hk)))
@@ -19,4 +20,8 @@ from keys_in_interval as k
 where k.arrival = 1
   and not exists (
     select 1 from vault.hub_account as h where h.account_hk = k.account_hk and h.load_ts < @start_tstz
-  )
+  );
+
+@create_index(account_hk);
+@create_index(load_ts);
+@analyze_table();

@@ -3,6 +3,7 @@
 MODEL (
   name vault.hub_customer,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain customer_hk,
   columns (customer_hk text, customer_id bigint, load_ts timestamptz, record_source text),
   audits (not_null(columns := (customer_hk, customer_id, load_ts)), unique_values(columns := (customer_hk)))
@@ -19,4 +20,8 @@ from keys_in_interval as k
 where k.arrival = 1
   and not exists (
     select 1 from vault.hub_customer as h where h.customer_hk = k.customer_hk and h.load_ts < @start_tstz
-  )
+  );
+
+@create_index(customer_hk);
+@create_index(load_ts);
+@analyze_table();

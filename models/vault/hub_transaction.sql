@@ -3,6 +3,7 @@
 MODEL (
   name vault.hub_transaction,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain transaction_hk,
   columns (transaction_hk text, transaction_id bigint, load_ts timestamptz, record_source text),
   audits (not_null(columns := (transaction_hk, transaction_id, load_ts)), unique_values(columns := (transaction_hk)))
@@ -19,4 +20,8 @@ from keys_in_interval as k
 where k.arrival = 1
   and not exists (
     select 1 from vault.hub_transaction as h where h.transaction_hk = k.transaction_hk and h.load_ts < @start_tstz
-  )
+  );
+
+@create_index(transaction_hk);
+@create_index(load_ts);
+@analyze_table();

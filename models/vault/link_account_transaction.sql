@@ -3,6 +3,7 @@
 MODEL (
   name vault.link_account_transaction,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain account_transaction_hk,
   depends_on (vault.hub_account, vault.hub_transaction), -- its audits check keys against these hubs
   columns (
@@ -29,4 +30,8 @@ where p.arrival = 1
   and not exists (
     select 1 from vault.link_account_transaction as l
     where l.account_transaction_hk = p.account_transaction_hk and l.load_ts < @start_tstz
-  )
+  );
+
+@create_index(account_transaction_hk);
+@create_index(load_ts);
+@analyze_table();

@@ -3,6 +3,7 @@
 MODEL (
   name vault.link_customer_account,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain customer_account_hk,
   depends_on (vault.hub_customer, vault.hub_account), -- its audits check keys against these hubs
   columns (
@@ -28,4 +29,8 @@ where p.arrival = 1
   and not exists (
     select 1 from vault.link_customer_account as l
     where l.customer_account_hk = p.customer_account_hk and l.load_ts < @start_tstz
-  )
+  );
+
+@create_index(customer_account_hk);
+@create_index(load_ts);
+@analyze_table();

@@ -3,6 +3,7 @@
 MODEL (
   name vault.sat_transaction_details,
   kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
   grain (transaction_hk, load_ts),
   columns (
     transaction_hk text, load_ts timestamptz, hashdiff text, record_source text,
@@ -39,7 +40,10 @@ sequenced as (
 )
 select
   transaction_hk,
-  load_ts,
+  /* versions of one key published together (two batches) keep their batch order, a microsecond
+     apart: the grain stays (key, load time) */
+  load_ts + (row_number() over (partition by transaction_hk, load_ts order by batch_id) - 1)
+    * interval '1 microsecond' as load_ts,
   hashdiff,
   record_source,
   updated_at as effective_from,
@@ -54,5 +58,8 @@ select
   booking_date,
   counterparty,
   description
-from sequenced
-where previous_hashdiff is distinct from hashdiff
+from (select * from sequenced where previous_hashdiff is distinct from hashdiff) as changes;
+
+@create_index(transaction_hk, load_ts);
+@create_index(load_ts);
+@analyze_table();
