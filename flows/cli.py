@@ -368,5 +368,12 @@ def db_psql(
     os.execv(psql, [psql, url])
 
 
+def main() -> None:
+    """The `bankdw` command: the app, with signals, deadlines and servers seen to (runtime.py)."""
+    from flows import runtime
+
+    runtime.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -12,10 +12,14 @@ BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
 
 
 def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    """Retry what may pass next time (a dropped connection), not a contract or drift refusal."""
+    """Retry what may pass next time (a dropped connection), not a contract or drift refusal,
+    nor anything once bankdw is stopping (its queries were cancelled on purpose)."""
+    from flows import runtime
     from flows.quality.drift import SchemaDriftError
     from flows.quality.results import BatchRejectedError
 
+    if runtime.stopping():
+        return False
     try:
         state.result()
     except (BatchRejectedError, SchemaDriftError):

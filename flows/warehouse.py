@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import psycopg
 from psycopg import sql
 
+from flows.runtime import forget_dead_handles, track
 from flows.settings import Settings, get_settings
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -85,6 +86,8 @@ def start_embedded(settings: Settings | None = None, keep_running: bool = False)
     with _servers_lock:
         if pgdata not in _servers:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
+            if pgdata.exists():
+                forget_dead_handles(pgdata)  # so that "stop" stops it when this process ends
             cleanup = None if keep_running or embedded_is_running(settings) else "stop"
             _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=cleanup)
         server = _servers[pgdata]
@@ -160,8 +163,8 @@ def source_url(settings: Settings | None = None) -> str:
 
 
 def connect_warehouse(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(warehouse_url(settings), **kwargs)
+    return track(psycopg.connect(warehouse_url(settings), **kwargs))
 
 
 def connect_source(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return psycopg.connect(source_url(settings), **kwargs)
+    return track(psycopg.connect(source_url(settings), **kwargs))
