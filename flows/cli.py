@@ -35,6 +35,9 @@ def _prepare_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The local API starts in a subprocess; on a busy 2-core machine 20 s is not always enough.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from flows.prefect_api import start_temporary_api
+
+    start_temporary_api()  # now, from the main thread, tied to this process
 
 
 def _fail(message: str, hint: str | None = None) -> typer.Exit:
@@ -387,5 +390,12 @@ def db_psql(
     os.execv(psql, [psql, url])
 
 
+def main() -> None:
+    """The `bankdw` command: the app, with signals, deadlines and servers seen to (runtime.py)."""
+    from flows import runtime
+
+    runtime.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

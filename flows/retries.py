@@ -13,14 +13,17 @@ BACKOFF = exponential_backoff(backoff_factor=_settings.task_retry_delay_seconds)
 
 def retry_unless_refused(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
     """Retry what may pass next time (a dropped connection), not a contract or drift refusal,
-    an audit that found bad data, a lock that stayed taken for the whole timeout, or a server too
-    old for bankdw."""
+    an audit that found bad data, a lock that stayed taken for the whole timeout, a server too
+    old for bankdw, nor anything once bankdw is stopping (its queries were cancelled on purpose)."""
+    from flows import runtime
     from flows.quality.drift import SchemaDriftError
     from flows.quality.results import BatchRejectedError
     from flows.sqlmesh_lock import LockTimeoutError
     from flows.transform import TransformError
     from flows.warehouse import UnsupportedServerError
 
+    if runtime.stopping():
+        return False
     try:
         state.result()
     except (BatchRejectedError, SchemaDriftError, LockTimeoutError, UnsupportedServerError):

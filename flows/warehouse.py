@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import psycopg
 from psycopg import sql
 
+from flows.runtime import forget_dead_handles, track
 from flows.settings import Settings, get_settings
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -85,6 +86,8 @@ def start_embedded(settings: Settings | None = None, keep_running: bool = False)
     with _servers_lock:
         if pgdata not in _servers:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
+            if pgdata.exists():
+                forget_dead_handles(pgdata)  # so that "stop" stops it when this process ends
             cleanup = None if keep_running or embedded_is_running(settings) else "stop"
             _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode=cleanup)
         server = _servers[pgdata]
@@ -186,7 +189,8 @@ def check_server_version(version_num: int, role: str, params: PgParams) -> None:
 
 
 def _connect(params: PgParams, role: str, **kwargs) -> psycopg.Connection:
-    conn = psycopg.connect(params.url(), **kwargs)
+    # Tracked: a stopping bankdw cancels what its connections run (see runtime.py).
+    conn = track(psycopg.connect(params.url(), **kwargs))
     try:
         # libpq learnt the version at connect: no query, no cost.
         check_server_version(conn.info.server_version, role, params)
