@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import sys
@@ -23,6 +24,21 @@ app.add_typer(db_app, name="db")
 quarantine_app = typer.Typer(help="Rows that broke a data contract.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
 console = Console()
+
+
+class DeleteChoice(enum.StrEnum):
+    """How extraction looks for rows the source deleted (flows/extract/deletes.py)."""
+
+    auto = "auto"
+    recent = "recent"
+    full = "full"
+    off = "off"
+
+
+DELETES_HELP = (
+    "Rows the source deleted: auto (recent keys every run, every key when a full sweep is due), "
+    "recent, full (every key now) or off."
+)
 err_console = Console(stderr=True)
 
 
@@ -113,8 +129,10 @@ def run(
     scale: Annotated[
         int | None, typer.Option(min=1, help="Customers at day 0 when the demo source is created.")
     ] = None,
+    deletes: Annotated[DeleteChoice, typer.Option(help=DELETES_HELP)] = DeleteChoice.auto,
 ) -> None:
-    """The main job: simulate (empty demo source), extract, SQLMesh plan/run, audits, summary."""
+    """The main job: simulate (empty demo source), extract, SQLMesh plan/run (with each model's
+    audits), summary."""
     _prepare_prefect()
     from flows.pipeline import run_flow, step_listeners
 
@@ -126,7 +144,7 @@ def run(
 
     step_listeners.append(show_step)
     try:
-        summary = run_flow(days=days, scale=scale)
+        summary = run_flow(days=days, scale=scale, deletes=deletes.value)
     except Exception as err:
         raise _fail(
             f"{type(err).__name__}: {err}",
@@ -189,13 +207,15 @@ def simulate(
 
 
 @app.command()
-def extract() -> None:
+def extract(
+    deletes: Annotated[DeleteChoice, typer.Option(help=DELETES_HELP)] = DeleteChoice.auto,
+) -> None:
     """Extract every source table (incremental) and every new feed file into raw."""
     _prepare_prefect()
     from flows.pipeline import extract_everything
 
     try:
-        batches = extract_everything()
+        batches = extract_everything(deletes.value)
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
     console.print(batches_table(batches))

@@ -237,6 +237,28 @@ def advance_watermark(
     )
 
 
+def read_last_sweep(conn: psycopg.Connection, source: str, entity: str) -> datetime | None:
+    """When deletes were last looked for across the whole table (see extract/deletes.py)."""
+    row = conn.execute(
+        "select swept_at from ops.delete_sweeps where source = %s and entity = %s",
+        (source, entity),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_sweep(
+    conn: psycopg.Connection, source: str, entity: str, at: datetime, batch_id: int
+) -> None:
+    conn.execute(
+        """
+        insert into ops.delete_sweeps (source, entity, swept_at, batch_id) values (%s, %s, %s, %s)
+        on conflict (source, entity) do update
+        set swept_at = excluded.swept_at, batch_id = excluded.batch_id
+        """,
+        (source, entity, at, batch_id),
+    )
+
+
 def lock_entity(conn: psycopg.Connection, source: str, entity: str) -> None:
     """Serialise loads of one entity: two runs must not read the same watermark."""
     conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"bankdw:{source}:{entity}",))

@@ -10,6 +10,7 @@ from datetime import datetime
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.extract.deletes import DeleteMode
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
@@ -43,7 +44,7 @@ def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
 
 
 @task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)
-def extract_source_table(entity: str) -> BatchResult:
+def extract_source_table(entity: str, deletes: DeleteMode = "auto") -> BatchResult:
     """One source table into raw, as one batch. Retries: a dropped connection rolls back whole."""
     from prefect.runtime import flow_run
 
@@ -51,7 +52,12 @@ def extract_source_table(entity: str) -> BatchResult:
     try:
         with connect_source() as source, connect_warehouse() as warehouse:
             return extract_table(
-                source, warehouse, entity, settings.record_source, flow_run_id=flow_run.id
+                source,
+                warehouse,
+                entity,
+                settings.record_source,
+                detect_deletes=deletes,
+                flow_run_id=flow_run.id,
             )
     except Exception as err:
         record_failed_batch(settings.record_source, entity, err, flow_run.id)
@@ -123,18 +129,19 @@ def build_data_docs() -> str | None:
 
 
 @flow(name="bankdw-extract")
-def extract_flow() -> list[BatchResult]:
-    """Every source table into raw, incrementally."""
+def extract_flow(deletes: DeleteMode = "auto") -> list[BatchResult]:
+    """Every source table into raw, incrementally. `deletes`: how to look for rows the source
+    deleted (`auto`: recent keys every run, all keys when a full sweep is due; see deletes.py)."""
     entities = get_settings().source_tables
-    futures = [extract_source_table.submit(entity) for entity in entities]
+    futures = [extract_source_table.submit(entity, deletes) for entity in entities]
     return [f.result() for f in futures]
 
 
-def extract_everything() -> list[BatchResult]:
+def extract_everything(deletes: DeleteMode = "auto") -> list[BatchResult]:
     """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set)."""
     from flows.extract.feeds import extract_feeds_flow
 
-    batches = extract_flow()
+    batches = extract_flow(deletes)
     return batches + extract_feeds_flow("s3" if get_settings().s3_bucket else "landing")
 
 
@@ -148,7 +155,9 @@ def transform_flow(environment: str = "prod") -> None:
 
 
 @flow(name="bankdw-run")
-def run_flow(days: int | None = None, scale: int | None = None) -> RunSummary:
+def run_flow(
+    days: int | None = None, scale: int | None = None, deletes: DeleteMode = "auto"
+) -> RunSummary:
     """The main job: (demo source only) simulate, then extract, transform, audit, summarise."""
     logger = get_run_logger()
     settings = get_settings()
@@ -168,7 +177,7 @@ def run_flow(days: int | None = None, scale: int | None = None) -> RunSummary:
             "--days ignored: SOURCE_URL names a real source, which bankdw never writes to"
         )
 
-    batches = _timed(summary, "extract", extract_everything, describe_batches)
+    batches = _timed(summary, "extract", lambda: extract_everything(deletes), describe_batches)
     summary.batches = batches
     summary.drift = [b.drift for b in batches if b.drift]
     for note in summary.drift:

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # A source row stamped later than now plus this is implausible: quarantined, never trusted
     # as a watermark. Rows stamped in the future within it wait until the clock reaches them.
     future_tolerance_seconds: int = 900
+    # Deletes (extract/deletes.py): keys loaded in the last DELETE_WATCH_DAYS are checked every run;
+    # every key is checked when the last full sweep is older than DELETE_SWEEP_HOURS.
+    delete_watch_days: float = 7.0
+    delete_sweep_hours: float = 24.0
 
     # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
     landing_dir: Path | None = None  # default: <data_dir>/landing

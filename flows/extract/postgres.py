@@ -26,6 +26,8 @@ import psycopg
 from psycopg import sql
 
 from flows import load
+from flows.extract.deletes import DeleteMode, choose_mode, mark_deleted_keys
+from flows.extract.streaming import pipe_copy
 from flows.quality.contracts import contract_for
 from flows.quality.drift import (
     DriftReport,
@@ -64,10 +66,17 @@ def extract_table(
     warehouse: psycopg.Connection,
     entity: str,
     record_source: str,
-    detect_deletes: bool = True,
+    detect_deletes: DeleteMode | bool = "auto",
     flow_run_id: str | None = None,
 ) -> BatchResult:
-    """Load the rows of `entity` changed since the last watermark as one batch. Commits."""
+    """Load the rows of `entity` changed since the last watermark as one batch. Commits.
+
+    `detect_deletes`: see deletes.py (`auto` sweeps in full when one is due, else checks the
+    recent keys; True means `auto`, False `off`).
+    """
+    if isinstance(detect_deletes, bool):
+        detect_deletes = "auto" if detect_deletes else "off"
+    settings = get_settings()
     contract = contract_for(entity)
     started = time.perf_counter()
     # One consistent snapshot of the source for data, high watermark and keys.
@@ -94,20 +103,39 @@ def extract_table(
             batch_id = load.open_batch(warehouse, record_source, entity, since, flow_run_id)
             drift = record_schema(warehouse, record_source, entity, columns, batch_id)
             high = _high_watermark(source, entity, since, now)
-            bound = now + timedelta(seconds=get_settings().future_tolerance_seconds)
+            bound = now + timedelta(seconds=settings.future_tolerance_seconds)
             copied = _copy_changed_rows(source, warehouse, entity, columns, since, high, bound)
             rows_in = copied - drop_rows_already_held(warehouse, entity, batch_id, bound)
             quarantined, stats = quarantine_batch(warehouse, contract, batch_id, rows_in, now)
             record_dq_results(warehouse, batch_id, entity, stats)
             refuse_if_too_many_rejected(entity, rows_in, quarantined, stats)
             alert_on_implausible_stamps(warehouse, record_source, entity, batch_id, stats)
-            # On a table's first load raw holds no key that could have gone since: skip the pass.
-            first_load = since is None
-            deleted = (
-                _mark_deleted_keys(source, warehouse, entity, keys)
-                if detect_deletes and keys and not first_load
-                else 0
+            # On a table's first load raw holds no key that could have gone: nothing to look for,
+            # and raw matches the source as a full sweep would leave it.
+            mode = (
+                "off"
+                if since is None or not keys
+                else choose_mode(
+                    detect_deletes,
+                    load.read_last_sweep(warehouse, record_source, entity),
+                    now,
+                    settings.delete_sweep_hours,
+                )
             )
+            deleted = 0
+            if mode != "off":
+                key_columns = [c for c in columns if c.name in keys]
+                deleted = mark_deleted_keys(
+                    source,
+                    warehouse,
+                    entity,
+                    key_columns,
+                    mode,
+                    batch_id,
+                    settings.delete_watch_days,
+                )
+            if since is None or mode == "full":
+                load.record_sweep(warehouse, record_source, entity, now, batch_id)
             load.close_batch(
                 warehouse,
                 batch_id,
@@ -241,71 +269,3 @@ def alert_on_implausible_stamps(
             "updated_at_in_future); the watermark did not follow them. Fix the source's "
             "updated_at; `bankdw quarantine list --entity " + entity + "` shows them",
         )
-
-
-def pipe_copy(
-    source: psycopg.Connection,
-    target: psycopg.Connection,
-    copy_out: sql.Composable,
-    copy_in: sql.Composable,
-) -> int:
-    """Stream COPY data from one connection into another; returns the rows written."""
-    with source.cursor() as out_cur, target.cursor() as in_cur:
-        with out_cur.copy(copy_out) as reader, in_cur.copy(copy_in) as writer:
-            for block in reader:
-                writer.write(block)
-        return in_cur.rowcount
-
-
-def _mark_deleted_keys(
-    source: psycopg.Connection, warehouse: psycopg.Connection, entity: str, keys: list[str]
-) -> int:
-    """Write a delete marker for every key live in raw but gone from the source."""
-    key_ids = [sql.Identifier(k) for k in keys]
-    key_list = sql.SQL(", ").join(key_ids)
-    seen = sql.Identifier(f"_source_keys_{entity}")
-    raw_table = sql.Identifier("raw", entity)
-    warehouse.execute(
-        sql.SQL(
-            "create temp table {seen} on commit drop as select {keys} from {raw} limit 0"
-        ).format(seen=seen, keys=key_list, raw=raw_table)
-    )
-    pipe_copy(
-        source,
-        warehouse,
-        sql.SQL("copy (select {keys} from {table}) to stdout").format(
-            keys=key_list, table=sql.Identifier(entity)
-        ),
-        sql.SQL("copy {seen} ({keys}) from stdin").format(seen=seen, keys=key_list),
-    )
-    # Fresh statistics, or the planner guesses the temp table's size and may pick a nested loop.
-    warehouse.execute(sql.SQL("analyze {}").format(seen))
-    gone_on = sql.SQL(" and ").join(sql.SQL("s.{k} = r.{k}").format(k=k) for k in key_ids)
-    latest_on = sql.SQL(" and ").join(sql.SQL("g.{k} = r.{k}").format(k=k) for k in key_ids)
-    # First the keys raw has and the source lacks (one hash anti-join), then, for those few
-    # only, whether their latest version is already a delete marker.
-    cur = warehouse.execute(
-        sql.SQL(
-            """
-            with gone as (
-                select distinct {r_keys} from {raw} as r
-                where not exists (select 1 from {seen} as s where {gone_on})
-            ),
-            latest as (
-                select distinct on ({r_keys}) {r_keys}, r._is_deleted
-                from {raw} as r join gone as g on {latest_on}
-                order by {r_keys}, r._batch_id desc, r._is_deleted desc
-            )
-            insert into {raw} ({keys}, _is_deleted)
-            select {keys}, true from latest where not _is_deleted
-            """
-        ).format(
-            raw=raw_table,
-            keys=key_list,
-            seen=seen,
-            gone_on=gone_on,
-            latest_on=latest_on,
-            r_keys=sql.SQL(", ").join(sql.SQL("r.{}").format(k) for k in key_ids),
-        )
-    )
-    return cur.rowcount

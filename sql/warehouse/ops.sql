@@ -149,3 +149,14 @@ exception when data_exception then  -- SQLSTATE class 22: how input functions re
     return false;
 end
 $$;
+
+-- When each table's keys were last compared with the source in full (extract/deletes.py): a
+-- frequent run checks only recent keys, and a full sweep runs when this is older than
+-- DELETE_SWEEP_HOURS.
+create table if not exists ops.delete_sweeps (
+    source          text not null,
+    entity          text not null,
+    swept_at        timestamptz not null,   -- the source's clock at the sweep's snapshot
+    batch_id        bigint not null references ops.batches (batch_id),
+    primary key (source, entity)
+);
