@@ -6,6 +6,7 @@ import enum
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -42,18 +43,31 @@ DELETES_HELP = (
 err_console = Console(stderr=True)
 
 
+_temporary_api = None
+
+
 def _prepare_prefect() -> None:
-    """Without a Prefect server, keep Prefect's local state inside the project's .warehouse/."""
-    if not os.environ.get("PREFECT_API_URL") and "PREFECT_HOME" not in os.environ:
+    """Start Prefect's temporary API now (unless a server is configured), so that it boots while
+    the command imports and connects; its state stays inside the project's .warehouse/."""
+    global _temporary_api
+    from flows.prefect_api import configured_api_url, start_temporary_api
+
+    if not configured_api_url() and "PREFECT_HOME" not in os.environ:
         home = get_settings().data_dir / "prefect"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # The local API starts in a subprocess; on a busy 2-core machine 20 s is not always enough.
+    # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from flows.prefect_api import start_temporary_api
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    _temporary_api = start_temporary_api(home)  # from the main thread, tied to this process
 
-    start_temporary_api()  # now, from the main thread, tied to this process
+
+def _prefect_ready() -> None:
+    """Before the first flow: the temporary API (if any) answers."""
+    if _temporary_api is not None:
+        timeout = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+        _temporary_api.wait_until_ready(timeout)
 
 
 def _fail(message: str, hint: str | None = None) -> typer.Exit:
@@ -144,6 +158,7 @@ def run(
 
     step_listeners.append(show_step)
     try:
+        _prefect_ready()
         summary = run_flow(days=days, scale=scale, deletes=deletes.value)
     except Exception as err:
         raise _fail(
@@ -215,6 +230,7 @@ def extract(
     from flows.pipeline import extract_everything
 
     try:
+        _prefect_ready()
         batches = extract_everything(deletes.value)
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
@@ -230,6 +246,7 @@ def transform(
     from flows.pipeline import transform_flow
 
     try:
+        _prefect_ready()
         transform_flow(environment)
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
@@ -246,12 +263,15 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
 
     settings = get_settings()
     try:
-        with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)):
-            code = cli.main(
-                args=["--paths", str(settings.project_root), *ctx.args],
-                prog_name="bankdw sqlmesh",
-                standalone_mode=False,
-            )
+        with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)) as t:
+            try:
+                code = cli.main(
+                    args=["--paths", str(settings.project_root), *ctx.args],
+                    prog_name="bankdw sqlmesh",
+                    standalone_mode=False,
+                )
+            finally:
+                t.forget_runs()
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
     raise typer.Exit(code=code if isinstance(code, int) else 0)

@@ -1,12 +1,14 @@
-"""Prefect's temporary API, started so that it never outlives the bankdw process that uses it.
+"""Prefect's temporary API, started early and so that it never outlives the bankdw process.
 
 Without PREFECT_API_URL, Prefect starts a local API server on first use (SubprocessASGIServer in
 prefect/server/api/server.py): a plain child process, stopped by an atexit handler. A `kill -9`
 or an unhandled SIGTERM of bankdw skips that handler and orphans it; a terminal's Ctrl-C or
 `timeout`, which signal the whole process group, kill it while bankdw still needs it to report
-its crashed runs, and Prefect's clients then retry the dead API for minutes. So bankdw starts
-it itself, before any flow, and registers it as Prefect's default server (as Prefect's own
-prefect_test_harness does), so that Prefect's code uses it:
+its crashed runs, and Prefect's clients then retry the dead API for minutes. And it costs
+seconds: the server imports Prefect's whole web application, and Prefect waits for it before
+the first flow runs. So bankdw starts the same server itself, first thing, and points
+PREFECT_API_URL at it before Prefect is imported; the command's own imports and connections
+proceed while the server boots, and the first flow waits only for what remains. The server runs:
 
 - in a session of its own: signals meant for bankdw reach bankdw only, which stops it last;
 - with PR_SET_PDEATHSIG (Linux): the kernel sends it SIGTERM when bankdw dies, even by kill -9;
@@ -18,42 +20,64 @@ prefect_test_harness does), so that Prefect's code uses it:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import tomllib
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import prefect
 import psutil
-from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import PREFECT_API_URL, get_current_settings
 
 from flows import runtime
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def start_temporary_api() -> str | None:
+def start_temporary_api(prefect_home: Path) -> TemporaryApi | None:
     """Start Prefect's temporary API for this process, unless PREFECT_API_URL names a server.
 
-    Call it from the main thread: PDEATHSIG fires when the thread that started the child ends.
-    Returns the API's URL, or None when a server is configured.
+    Call it from the main thread (PDEATHSIG fires when the thread that started the child ends)
+    and before Prefect is imported: it sets PREFECT_API_URL. Returns the server (`wait_until_ready`
+    before the first flow), or None when a server is configured.
     """
-    if PREFECT_API_URL.value():
+    if configured_api_url():
         return None
-    pid_dir = get_current_settings().home / "servers"
+    pid_dir = prefect_home / "servers"
     stop_orphans(pid_dir)
-    server = TiedServer()
-    server.pid_dir = pid_dir
-    SubprocessASGIServer._instances[None] = server
+    server = TemporaryApi(pid_dir)
     server.start()
-    return server.api_url
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
+
+
+def configured_api_url() -> str | None:
+    """The Prefect API the user configured: PREFECT_API_URL in the environment or the active
+    profile (read as a file, so that deciding costs no import of Prefect); in a process where
+    Prefect is loaded (tests under prefect_test_harness), Prefect's own setting."""
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value()
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    try:
+        profiles = tomllib.loads((home / "profiles.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    return profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
 
 
 def stop_orphans(pid_dir: Path) -> list[int]:
@@ -83,37 +107,31 @@ def stop_orphans(pid_dir: Path) -> list[int]:
     return stopped
 
 
-class TiedServer(SubprocessASGIServer):
-    """Prefect's SubprocessASGIServer, started tied to this process (see the module's doc)."""
+class TemporaryApi:
+    """Prefect's own API server process (the command SubprocessASGIServer runs), tied to us."""
 
-    _instances: dict[int | None, SubprocessASGIServer] = {}  # its own; Prefect's maps None to it
-    pid_dir: Path
-    _serving = False
-    _stopping = False
+    def __init__(self, pid_dir: Path) -> None:
+        self.pid_dir = pid_dir
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self._stopping = False
 
-    def start(self, timeout: int | None = None) -> None:
-        if self._stopping:
-            # Prefect would start a new server for a late client (a log flushed at exit, a crash
-            # being reported), which the process would then have to wait for.
-            raise RuntimeError("the temporary Prefect API was stopped: this command is ending")
-        super().start(timeout)
-        self._serving = True
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
 
-    def stop(self) -> None:
-        self._stopping = True
-        super().stop()
-        self._pid_file().unlink(missing_ok=True)
-
-    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-        # Prefect's command and environment (SubprocessASGIServer._run_uvicorn_command in
-        # prefect/server/api/server.py), in a session of its own and tied to this process.
-        process = subprocess.Popen(
+    def start(self) -> None:
+        # Where Prefect lives, without importing it (that costs a second, the server needs none).
+        spec = importlib.util.find_spec("prefect")
+        assert spec is not None and spec.origin is not None, "prefect is not installed"
+        self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
                 "--app-dir",
-                str(prefect.__module_path__.parent),
+                str(Path(spec.origin).parent.parent),
                 "--factory",
                 "prefect.server.api.server:create_app",
                 "--host",
@@ -130,22 +148,52 @@ class TiedServer(SubprocessASGIServer):
                 "PREFECT_UI_ENABLED": "0",
                 "PREFECT__SERVER_EPHEMERAL": "1",
                 "PREFECT__SERVER_FINAL": "1",
-                **get_current_settings().to_environment_variables(exclude_unset=True),
             },
             start_new_session=True,
             preexec_fn=_dying_with(os.getpid()),
         )
-        self._write_pid_file(process.pid)
+        self._write_pid_file(self.process.pid)
+        atexit.register(self.stop)
         threading.Thread(
-            target=self._watch, args=(process,), name="bankdw-prefect-api", daemon=True
+            target=self._watch, args=(self.process,), name="bankdw-prefect-api", daemon=True
         ).start()
-        return process
 
-    def _watch(self, process: subprocess.Popen[Any]) -> None:
+    def wait_until_ready(self, timeout: float) -> None:
+        """Block until the API answers its health check (at most `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while not self._ready:
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise RuntimeError(f"Prefect's temporary API server exited with code {code}")
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response,
+            ):
+                self._ready = response.status == 200
+                continue
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Prefect's temporary API did not start within {timeout:.0f} s "
+                    "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._pid_file().unlink(missing_ok=True)
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
         code = process.wait()
-        if self._stopping or (code == 3 and not self._serving):
-            return  # stopped by us, or its port was taken at startup and Prefect tries another
-        runtime.fail(f"Prefect's temporary API server (pid {process.pid}) exited with code {code}")
+        if not self._stopping:
+            runtime.fail(
+                f"Prefect's temporary API server (pid {process.pid}) exited with code {code}"
+            )
 
     def _pid_file(self) -> Path:
         return self.pid_dir / f"{os.getpid()}.json"
@@ -162,6 +210,13 @@ class TiedServer(SubprocessASGIServer):
         partial = self._pid_file().with_suffix(".tmp")
         partial.write_text(json.dumps(record))
         partial.replace(self._pid_file())  # whole or absent, for a concurrent stop_orphans
+
+
+def _free_port() -> int:
+    """A port free now on 127.0.0.1 (the server binds it a moment later)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _dying_with(parent: int) -> Callable[[], None]:

@@ -24,6 +24,9 @@ import psycopg
 
 # SQLMesh keeps intervals in milliseconds: one millisecond past the stamp keeps the stamp inside.
 PAST_STAMP = timedelta(milliseconds=1)
+# A batch that brought nothing (no row in, no delete) has nothing to show the transformation:
+# left unpublished, it does not move the clock, and a run with nothing new has nothing to do.
+UNPUBLISHED = "published_at is null and status = 'committed' and (rows_in > 0 or rows_deleted > 0)"
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,7 @@ def publish_batches(conn: psycopg.Connection) -> Publication:
         conn.execute("lock table ops.transform_clock in exclusive mode")
         last = conn.execute("select execution_time from ops.transform_clock").fetchone()
         waiting = conn.execute(
-            "select count(*), max(batch_id) from ops.batches "
-            "where published_at is null and status = 'committed'"
+            f"select count(*), max(batch_id) from ops.batches where {UNPUBLISHED}"
         ).fetchone()
         previous = last[0] if last else None
         if previous is not None and waiting[0] == 0:
@@ -55,8 +57,7 @@ def publish_batches(conn: psycopg.Connection) -> Publication:
         # transactions, extracted side by side, are judged as of the same moment). Versions of
         # one key from two such batches are ordered by batch in the satellites.
         published = conn.execute(
-            "update ops.batches set published_at = %s "
-            "where published_at is null and status = 'committed'",
+            f"update ops.batches set published_at = %s where {UNPUBLISHED}",
             (stamp,),
         ).rowcount
         execution_time = stamp + PAST_STAMP

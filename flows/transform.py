@@ -7,6 +7,7 @@ new batches until its last step ends.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import typing as t
 from dataclasses import dataclass, field
@@ -107,6 +108,22 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
     return Context(paths=str(settings.project_root), gateway=settings.sqlmesh_gateway)
 
 
+def project_fingerprint(settings: Settings) -> str:
+    """A digest of what decides SQLMesh's work: the project's files and the settings the models
+    read (BANK_TIMEZONE)."""
+    root = settings.project_root
+    digest = hashlib.sha256(settings.bank_timezone.encode())
+    files = [root / "config.yaml"]
+    for folder in ("models", "macros", "audits"):
+        files += sorted(
+            p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _raise(step: str, log: FailureLog, fallback: str, retryable: bool = True) -> t.NoReturn:
     detail = "; ".join(dict.fromkeys(log.errors)) or fallback
     raise TransformError(f"{step} failed: {detail}", retryable=retryable)
@@ -180,6 +197,40 @@ class Transformation:
             self.publication = publish_batches(conn)
         return self.publication
 
+    def up_to_date(self, environment: str) -> bool:
+        """The last successful run of `environment` ran these project files at this execution
+        time: SQLMesh would find nothing to do, so it is not even loaded."""
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings) as conn:
+            row = conn.execute(
+                "select fingerprint, execution_time from ops.sqlmesh_runs where environment = %s",
+                (environment,),
+            ).fetchone()
+        return row == (project_fingerprint(self.settings), self.execution_time)
+
+    def forget_runs(self) -> None:
+        """After SQLMesh ran by hand (whatever it changed), the next run plans again."""
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings) as conn:
+            conn.execute("delete from ops.sqlmesh_runs")
+
+    def _record_run(self, environment: str) -> None:
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings) as conn:
+            conn.execute(
+                """
+                insert into ops.sqlmesh_runs (environment, fingerprint, execution_time)
+                values (%s, %s, %s)
+                on conflict (environment) do update
+                set fingerprint = excluded.fingerprint, execution_time = excluded.execution_time,
+                    finished_at = clock_timestamp()
+                """,
+                (environment, project_fingerprint(self.settings), self.execution_time),
+            )
+
     def _step(self) -> None:
         """Before each step: the lock is still ours, and no error of a previous step lingers."""
         self.lock.ensure_held()
@@ -191,6 +242,8 @@ class Transformation:
         Returns the names of the models the plan touched.
         """
         self._step()
+        if self.up_to_date(environment):
+            return []
         step = f"sqlmesh plan ({environment})"
         try:
             plan = self.context.plan(
@@ -214,6 +267,8 @@ class Transformation:
         partial one (ignore_cron). `Context.run()` returns a status instead of raising: a
         failure becomes TransformError here, so that Prefect retries and the flow fails."""
         self._step()
+        if self.up_to_date(environment):
+            return
         step = f"sqlmesh run ({environment})"
         try:
             status = self.context.run(
@@ -229,6 +284,7 @@ class Transformation:
         if status.is_failure or self.log.errors:
             audit_failed = any("audit " in e for e in self.log.errors)
             _raise(step, self.log, "see the log above", retryable=not audit_failed)
+        self._record_run(environment)
 
     def rebuild(self, models: list[str], environment: str = "prod") -> None:
         """Rebuild `models` (and what depends on them) from raw, in one pass, then run on.

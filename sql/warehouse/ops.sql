@@ -92,7 +92,7 @@ create table if not exists ops.alerts (
 -- database's, still lands in an interval that has yet to be processed.
 alter table ops.batches add column if not exists published_at timestamptz;
 create index if not exists batches_unpublished on ops.batches (batch_id)
-    where published_at is null and status = 'committed';
+    where published_at is null and status = 'committed' and (rows_in > 0 or rows_deleted > 0);
 create index if not exists batches_published_at on ops.batches (published_at);
 
 -- The execution time SQLMesh was last given. Publication stamps never go below it, so no stamp
@@ -159,4 +159,14 @@ create table if not exists ops.delete_sweeps (
     swept_at        timestamptz not null,   -- the source's clock at the sweep's snapshot
     batch_id        bigint not null references ops.batches (batch_id),
     primary key (source, entity)
+);
+
+-- The last SQLMesh run that succeeded per environment: the project files it ran (a digest) and
+-- its execution time. A run whose files and execution time are the same has nothing to do, and
+-- skips SQLMesh altogether (no Context, no plan): a run with nothing new costs next to nothing.
+create table if not exists ops.sqlmesh_runs (
+    environment     text primary key,
+    fingerprint     text not null,
+    execution_time  timestamptz not null,
+    finished_at     timestamptz not null default clock_timestamp()
 );
