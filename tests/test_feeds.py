@@ -13,7 +13,9 @@ import psycopg
 import pytest
 from moto import mock_aws
 from prefect_aws import AwsCredentials, S3Bucket
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.extract.feeds import extract_feeds_flow
 from flows.quality.results import BatchRejectedError
 from flows.settings import reset_settings
@@ -251,6 +253,63 @@ def test_malformed_lines_are_quarantined_with_line_and_rule(feeds_env):
     assert rows(url, "select order_id, _source_line from raw.orders order by 1") == [(1, 2), (4, 5)]
     dq = dict(rows(url, "select rule, failed from ops.dq_results where entity = 'interactions'"))
     assert dq["malformed_json"] == 2 and dq["bad_encoding"] == 1
+
+
+def test_feed_dates_outside_the_plausible_range_are_quarantined(feeds_env):
+    bank, landing = feeds_env("feeds_dates", reject_threshold=1.0)
+    header = b"order_id,customer_id,product_id,channel,status,amount,ordered_at,updated_at"
+    write_lines(
+        landing / "orders" / "orders_2026-01-01.csv",
+        [
+            header,
+            b"1,10,CUR-STD,web,placed,1.00,2026-01-01T10:00:00Z,2026-01-01T10:00:00Z",  # 2
+            b"2,10,CUR-STD,web,placed,1.00,10000-01-01T10:00:00Z,2026-01-01T10:00:00Z",  # 3
+            b"3,10,CUR-STD,web,placed,1.00,0001-01-01T10:00:00Z,2026-01-01T10:00:00Z",  # 4
+            b"4,10,CUR-STD,web,placed,1.00,2026-01-01T10:00:00Z,0001-01-01T10:00:00Z",  # 5
+            b"5,10,CUR-STD,web,placed,1.00,2026-01-01T10:00:00Z,10000-01-01T10:00:00Z",  # 6
+            b"6,10,CUR-STD,web,placed,1.00,infinity,2026-01-01T10:00:00Z",  # 7
+        ],
+    )
+    write_lines(
+        landing / "opportunities" / "opportunities_2026-01-01.jsonl",
+        [
+            json.dumps(
+                {
+                    "opportunity_id": opportunity_id,
+                    "customer_id": 10,
+                    "product_code": "SAV-EASY",
+                    "stage": "prospect",
+                    "amount": 100,
+                    "probability": 0.1,
+                    "created_at": created_at,
+                    "updated_at": "2026-01-01T10:00:00Z",
+                }
+            ).encode()
+            for opportunity_id, created_at in (
+                (1, "0001-01-01T00:00:00Z"),
+                (2, "10000-01-01T00:00:00Z"),
+            )
+        ],
+    )
+
+    extract_feeds_flow()
+
+    url = bank.warehouse_url
+    assert rows(url, "select source_line, rules from quarantine.orders order by 1") == [
+        (3, ["ordered_at_in_future"]),
+        (4, ["ordered_at_too_early"]),
+        (5, ["updated_at_too_early"]),
+        (6, ["updated_at_in_future"]),
+        (7, ["ordered_at_in_future"]),
+    ]
+    assert rows(url, "select order_id from raw.orders") == [(1,)]
+    assert rows(url, "select source_line, rules from quarantine.opportunities order by 1") == [
+        (1, ["created_at_too_early"]),
+        (2, ["created_at_in_future"]),
+    ]
+    # What reached raw can be read back: `bankdw sql` broke on a timestamp in year 10000.
+    result = CliRunner().invoke(app, ["sql", "select * from raw.orders"])
+    assert result.exit_code == 0, result.output
 
 
 def test_file_over_the_threshold_is_rejected_whole(feeds_env, monkeypatch):

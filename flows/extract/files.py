@@ -45,12 +45,6 @@ log = logging.getLogger(__name__)
 
 FileSource = Literal["landing", "s3"]
 FEEDS = ("interactions", "opportunities", "orders")
-# Fields the simulator's feeds always carry that no contract rule needs: typed columns in raw
-# rather than `_extras`, so that silver can read them like any other column.
-KNOWN_OPTIONAL = {
-    "opportunities": (Column("created_at", "timestamp with time zone"),),
-    "orders": (Column("ordered_at", "timestamp with time zone"),),
-}
 FILE_METADATA = (
     Column("_source_file", "text"),
     Column("_source_line", "integer"),
@@ -158,12 +152,11 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 
 def raw_columns(feed: str) -> list[Column]:
-    """The feed's typed raw columns: its contract's, then the known optional ones."""
+    """The feed's typed raw columns: every column its contract types, required ones first."""
     from flows.quality.contracts import contract_for
 
-    required = contract_for(feed).required
-    columns = [Column(name, PG_TYPE_OF_FAMILY[family]) for name, family in required.items()]
-    return columns + list(KNOWN_OPTIONAL.get(feed, ()))
+    typed = contract_for(feed).typed
+    return [Column(name, PG_TYPE_OF_FAMILY[family]) for name, family in typed.items()]
 
 
 # ---------------------------------------------------------------- parsing lines
