@@ -56,6 +56,9 @@ class Settings(BaseSettings):
 
     # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
     landing_dir: Path | None = None  # default: <data_dir>/landing
+    # Landing protocol: files arrive under a temporary name and are renamed when complete. For a
+    # sender that cannot rename, a file also waits until it was left unmodified this long.
+    landing_quiet_seconds: float = 0.0
     s3_bucket: str | None = None
     s3_prefix: str = "landing/"
     s3_endpoint_url: str | None = None

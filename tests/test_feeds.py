@@ -116,7 +116,7 @@ def test_landing_files_load_once_every_line_exactly_once(feeds_env):
     sim = simulate(bank.source_url, 5, scale=200, seed=7, bad_rate=0.05, landing_dir=landing)
     assert sum(sim.feed_bad_lines.values()) > 0
 
-    results = extract_feeds_flow()
+    results = extract_feeds_flow().batches
 
     url = bank.warehouse_url
     names = {p.relative_to(landing).as_posix() for p in landing.rglob("*.*")}
@@ -164,7 +164,7 @@ def test_landing_files_load_once_every_line_exactly_once(feeds_env):
 
     # A second run finds nothing new: no batch, no row.
     batches = scalar(url, "select count(*) from ops.batches")
-    assert extract_feeds_flow() == []
+    assert extract_feeds_flow().batches == []
     assert scalar(url, "select count(*) from ops.batches") == batches
     assert stored_per_feed(url) == (raw, quarantined)
 
@@ -176,12 +176,12 @@ def test_landing_files_load_once_every_line_exactly_once(feeds_env):
     before = scalar(url, count_raw, (name,)), scalar(url, count_quarantined, (name,))
     with resent.open("ab") as fh:
         fh.write(interaction(interaction_id=999_999) + b"\n")
-    results = extract_feeds_flow()
+    results = extract_feeds_flow().batches
     assert len(results) == 1
     (result,) = results
     assert result.source_file == name
     assert result.file_version == 2 and result.resent
-    assert "version 2" in result.drift
+    assert "version 2" in result.describe_resend()
     assert result.rows_in == data_lines(resent)
     assert scalar(url, count_raw, (name,)) == 2 * before[0] + 1
     assert scalar(url, count_quarantined, (name,)) == 2 * before[1]
@@ -220,7 +220,7 @@ def test_malformed_lines_are_quarantined_with_line_and_rule(feeds_env):
         ],
     )
 
-    results = extract_feeds_flow()
+    results = extract_feeds_flow().batches
 
     url = bank.warehouse_url
     assert {r.entity: (r.rows_in, r.rows_loaded, r.rows_quarantined) for r in results} == {
@@ -353,13 +353,13 @@ def test_new_field_is_kept_in_extras_and_reported(feeds_env):
     bank, landing = feeds_env("feeds_drift")
     folder = landing / "interactions"
     write_lines(folder / "interactions_2026-01-01.jsonl", [interaction(interaction_id=1)])
-    assert [r.drift for r in extract_feeds_flow()] == [None]
+    assert [r.drift for r in extract_feeds_flow().batches] == [None]
     write_lines(
         folder / "interactions_2026-01-02.jsonl",
         [interaction(interaction_id=2), interaction(interaction_id=3, agent_id=7)],
     )
 
-    (result,) = extract_feeds_flow()
+    (result,) = extract_feeds_flow().batches
 
     url = bank.warehouse_url
     assert result.drift == "interactions v2: +agent_id"
@@ -399,8 +399,8 @@ def test_s3_objects_load_like_landing_files(feeds_env, monkeypatch):
             ),
         )
 
-        results = extract_feeds_flow(source="s3", bucket=bucket)
-        again = extract_feeds_flow(source="s3", bucket=bucket)
+        results = extract_feeds_flow(source="s3", bucket=bucket).batches
+        again = extract_feeds_flow(source="s3", bucket=bucket).batches
 
     url = bank.warehouse_url
     assert len(results) == len(keys) == 9 and again == []
