@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.settings import get_settings
@@ -102,6 +103,26 @@ def batches_table(batches) -> Table:  # type: ignore[no-untyped-def]
     return table
 
 
+# Ignored files are listed up to this many; ops.ignored_files keeps them all.
+IGNORED_SHOWN = 20
+
+
+def print_notes(summary) -> None:  # type: ignore[no-untyped-def]
+    """What an extraction saw besides its rows, one line each, by kind (file names are data,
+    never markup)."""
+    ignored = summary.ignored
+    notes = [
+        *(("schema drift", f"{n} (kept; see ops.schema_versions)") for n in summary.drift),
+        *(("re-sent", n) for n in summary.resent),
+        *(("repeated", n) for n in summary.repeated),
+        *(("ignored", n) for n in ignored[:IGNORED_SHOWN]),
+    ]
+    if len(ignored) > IGNORED_SHOWN:
+        notes.append(("ignored", f"{len(ignored) - IGNORED_SHOWN} more (see ops.ignored_files)"))
+    for kind, note in notes:
+        console.print(f"[yellow]{kind}:[/] {escape(note)}")
+
+
 def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     steps = Table(title="Steps", title_justify="left")
     steps.add_column("step")
@@ -112,8 +133,7 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     console.print(steps)
     if summary.batches:
         console.print(batches_table(summary.batches))
-    for note in summary.drift:
-        console.print(f"[yellow]schema drift:[/] {note} (kept; see ops.schema_versions)")
+    print_notes(summary)
     if summary.data_docs:
         console.print(f"GX Data Docs: {summary.data_docs}")
 
@@ -227,14 +247,18 @@ def extract(
 ) -> None:
     """Extract every source table (incremental) and every new feed file into raw."""
     _prepare_prefect()
-    from flows.pipeline import extract_everything
+    from flows.pipeline import extract_everything, report_extraction
+    from flows.summary import RunSummary
 
     try:
         _prefect_ready()
-        batches = extract_everything(deletes.value)
+        extraction = extract_everything(deletes.value)
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
-    console.print(batches_table(batches))
+    summary = RunSummary()
+    report_extraction(summary, extraction)
+    console.print(batches_table(summary.batches))
+    print_notes(summary)
 
 
 @app.command()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -18,6 +20,9 @@ from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
 from flows.transform import Transformation
 from flows.warehouse import connect_source, connect_warehouse, source_url
+
+if TYPE_CHECKING:  # the feed flow imports prefect-aws (boto3): only a run that loads feeds needs it
+    from flows.extract.feeds import FeedRun
 
 
 def source_is_empty() -> bool:
@@ -137,12 +142,30 @@ def extract_flow(deletes: DeleteMode = "auto") -> list[BatchResult]:
     return [f.result() for f in futures]
 
 
-def extract_everything(deletes: DeleteMode = "auto") -> list[BatchResult]:
+@dataclass
+class Extraction:
+    """The batches of an extraction, and what the feed run reports besides them."""
+
+    batches: list[BatchResult]
+    feeds: FeedRun
+
+
+def extract_everything(deletes: DeleteMode = "auto") -> Extraction:
     """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set)."""
     from flows.extract.feeds import extract_feeds_flow
 
     batches = extract_flow(deletes)
-    return batches + extract_feeds_flow("s3" if get_settings().s3_bucket else "landing")
+    feeds = extract_feeds_flow("s3" if get_settings().s3_bucket else "landing")
+    return Extraction(batches + feeds.batches, feeds)
+
+
+def report_extraction(summary: RunSummary, extraction: Extraction) -> None:
+    """The batches, and each kind of event on lines of its own: a re-sent file is not drift."""
+    summary.batches = extraction.batches
+    summary.drift = [b.drift for b in extraction.batches if b.drift]
+    summary.resent = extraction.feeds.resent
+    summary.repeated = [r.describe() for r in extraction.feeds.repeated]
+    summary.ignored = [i.describe() for i in extraction.feeds.ignored]
 
 
 @flow(name="bankdw-transform")
@@ -177,12 +200,16 @@ def run_flow(
             "--days ignored: SOURCE_URL names a real source, which bankdw never writes to"
         )
 
-    batches = _timed(summary, "extract", lambda: extract_everything(deletes), describe_batches)
-    summary.batches = batches
-    summary.drift = [b.drift for b in batches if b.drift]
+    extraction = _timed(
+        summary,
+        "extract",
+        lambda: extract_everything(deletes),
+        lambda e: describe_batches(e.batches),
+    )
+    report_extraction(summary, extraction)
     for note in summary.drift:
         logger.warning("schema drift: %s", note)
-    if any(b.source_file for b in batches):  # GX judged new files: their docs are new too
+    if any(b.source_file for b in summary.batches):  # GX judged new files: their docs are new too
         summary.data_docs = build_data_docs()
 
     transformation = _timed(

@@ -6,7 +6,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,9 +54,15 @@ class Settings(BaseSettings):
     # every key is checked when the last full sweep is older than DELETE_SWEEP_HOURS.
     delete_watch_days: float = 7.0
     delete_sweep_hours: float = 24.0
+    # No date or timestamp of a bank's records lies before this (midnight UTC): an earlier one is
+    # a broken value (0001-01-01, a year typed as 20), quarantined as `<column>_too_early`.
+    earliest_plausible_date: date = date(1900, 1, 1)
 
     # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
     landing_dir: Path | None = None  # default: <data_dir>/landing
+    # Landing protocol: files arrive under a temporary name and are renamed when complete. For a
+    # sender that cannot rename, a file also waits until it was left unmodified this long.
+    landing_quiet_seconds: float = 0.0
     s3_bucket: str | None = None
     s3_prefix: str = "landing/"
     s3_endpoint_url: str | None = None
@@ -81,6 +87,18 @@ class Settings(BaseSettings):
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3
     task_retry_delay_seconds: float = 2.0
+
+    @field_validator("earliest_plausible_date")
+    @classmethod
+    def _within_pandas_range(cls, value: date) -> date:
+        # Files are judged with pandas, which holds no datetime before 1677-09-21: a bound earlier
+        # than that could not be judged the same way for files and for database tables.
+        if value < date(1678, 1, 1):
+            raise ValueError(
+                f"EARLIEST_PLAUSIBLE_DATE {value} is before 1678-01-01, the earliest date the "
+                "file contracts (pandas) can compare; set 1678-01-01 or later"
+            )
+        return value
 
     @property
     def data_dir(self) -> Path:

@@ -45,6 +45,9 @@ class RunSummary:
     invalid_by_rule: dict[str, int] = field(default_factory=dict)
     batches: list = field(default_factory=list)  # BatchResult per source table
     drift: list[str] = field(default_factory=list)  # schema changes seen by this run
+    resent: list[str] = field(default_factory=list)  # feed files re-sent with new content
+    repeated: list[str] = field(default_factory=list)  # feed files whose bytes were loaded before
+    ignored: list[str] = field(default_factory=list)  # files in the landing folder not loaded
     data_docs: str | None = None  # GX Data Docs index page
 
 

@@ -104,7 +104,7 @@ def test_an_order_repeated_in_a_feed_file_is_quarantined_every_copy(
     (landing / "orders").mkdir(parents=True)
     (landing / "orders" / "orders_2026-01-03.csv").write_text(buffer.getvalue())
 
-    (batch,) = extract_feeds_flow("landing")
+    (batch,) = extract_feeds_flow("landing").batches
 
     assert (batch.rows_in, batch.rows_loaded, batch.rows_quarantined) == (4, 1, 3)
     assert rows(

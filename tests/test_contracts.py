@@ -114,7 +114,22 @@ TRANSACTION_VALUES = {
     "currency": st.sampled_from(["GBP", "EUR", "XYZ", "gbp", None]),
     "direction": st.sampled_from(["credit", "debit", "sideways", None]),
     "status": st.sampled_from(["pending", "booked", "Booked", None]),
-    "booking_date": st.sampled_from(["2026-01-01", "2026-01-02", "2026-01-03", None]),
+    # Dates before EARLIEST_PLAUSIBLE_DATE (1900-01-01) are implausible, however far, and so are
+    # the ones past pandas' range (1677-2262) that Postgres still takes.
+    "booking_date": st.sampled_from(
+        [
+            "2026-01-01",
+            "2026-01-02",
+            "2026-01-03",
+            "0001-01-01",
+            "1899-12-31",
+            "1900-01-01",
+            "10000-01-01",
+            "infinity",
+            "-infinity",
+            None,
+        ]
+    ),
     # 23:30 at UTC-5 is the next day in UTC: the rule compares dates in the bank's zone (UTC).
     # Stamps past now (NOW) plus the tolerance are implausible, however far.
     "updated_at": st.sampled_from(
@@ -125,7 +140,34 @@ TRANSACTION_VALUES = {
             "2026-06-01 00:15:01+00",
             "9999-12-31 23:59:59+00",
             "10000-01-01 00:00:00+00",
+            "infinity",
+            "0001-01-01 00:00:00+00",
+            "1900-01-01 00:30:00+01",
+            "1899-12-31 23:30:00-01",
+            "-infinity",
         ]
+    ),
+}
+# A feed's contract: its optional `ordered_at` is judged too (the SQL path gets the same rules).
+ORDER_VALUES = {
+    "order_id": st.sampled_from(["1", "2", None]),
+    "customer_id": st.sampled_from(["10", None]),
+    "product_id": st.just("CUR-STD"),
+    "channel": st.sampled_from(["web", "fax", None]),
+    "status": st.sampled_from(["placed", "lost", None]),
+    "amount": st.sampled_from(["10.00", "-1", None]),
+    "ordered_at": st.sampled_from(
+        [
+            "2026-01-02T10:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "1899-12-31T23:59:59Z",
+            "10000-01-01T00:00:00Z",
+            "infinity",
+            None,
+        ]
+    ),
+    "updated_at": st.sampled_from(
+        ["2026-01-02T10:00:00Z", "0001-01-01T00:00:00Z", "10000-01-01T00:00:00Z"]
     ),
 }
 ACCOUNT_VALUES = {
@@ -156,6 +198,8 @@ SOURCE_TYPES = {  # the source's column types (sql/source/corebank.sql)
     "currency": "char(3)",
     "booking_date": "date",
     "updated_at": "timestamptz",
+    "order_id": "bigint",
+    "ordered_at": "timestamptz",
 }
 
 
@@ -210,6 +254,7 @@ def rows_of(values: dict) -> st.SearchStrategy[list[dict]]:
         ("transactions", TRANSACTION_VALUES),
         ("accounts", ACCOUNT_VALUES),
         ("customers", CUSTOMER_VALUES),
+        ("orders", ORDER_VALUES),
     ],
 )
 def test_sql_judges_every_row_as_gx_does(validator, sql_conn, entity, values):
@@ -225,3 +270,59 @@ def test_sql_judges_every_row_as_gx_does(validator, sql_conn, entity, values):
         }, rows
 
     agree()
+
+
+def test_dates_outside_the_plausible_range_are_named_alike_by_gx_and_sql(validator, sql_conn):
+    good = {
+        "transaction_id": "1",
+        "account_id": "7",
+        "amount": "10.50",
+        "currency": "GBP",
+        "direction": "debit",
+        "status": "booked",
+        "booking_date": "2026-01-02",
+        "updated_at": "2026-01-02 09:00:00+00",
+    }
+    cases = [
+        ({"booking_date": "0001-01-01"}, ["booking_date_too_early"]),
+        ({"booking_date": "1899-12-31"}, ["booking_date_too_early"]),
+        ({"booking_date": "1900-01-01"}, []),
+        ({"booking_date": "10000-01-01"}, ["booking_date_in_future"]),
+        ({"booking_date": "infinity"}, ["booking_date_in_future"]),
+        ({"booking_date": "-infinity"}, ["booking_date_too_early"]),
+        ({"updated_at": "0001-01-01 00:00:00+00", "booking_date": None}, ["updated_at_too_early"]),
+        # Compared at midnight UTC: 23:30 at UTC-1 is already 1900 there, 00:30 at UTC+1 not yet.
+        ({"updated_at": "1899-12-31 23:30:00-01", "booking_date": None}, []),
+        ({"updated_at": "1900-01-01 00:30:00+01", "booking_date": None}, ["updated_at_too_early"]),
+        ({"updated_at": "0044-03-15 12:00+00 BC", "booking_date": None}, ["updated_at_too_early"]),
+        ({"updated_at": "-infinity", "booking_date": None}, ["updated_at_too_early"]),
+        ({"updated_at": "infinity", "booking_date": None}, ["updated_at_in_future"]),
+    ]
+    rows = [{**good, **change, "transaction_id": str(i)} for i, (change, _) in enumerate(cases)]
+    expected = {i: rules for i, (_, rules) in enumerate(cases) if rules}
+
+    assert validator.validate("transactions", pd.DataFrame(rows), now=NOW).broken == expected
+    assert sql_verdict(sql_conn, "transactions", rows) == expected
+
+
+def test_feed_timestamps_outside_the_plausible_range(validator):
+    good = {
+        "order_id": "1",
+        "customer_id": "10",
+        "product_id": "CUR-STD",
+        "channel": "web",
+        "status": "placed",
+        "amount": "10.00",
+        "ordered_at": "2026-01-02T10:00:00Z",
+        "updated_at": "2026-01-02T10:00:00Z",
+    }
+    cases = [
+        ({"ordered_at": "0001-01-01T00:00:00Z"}, ["ordered_at_too_early"]),
+        ({"ordered_at": "10000-01-01T00:00:00Z"}, ["ordered_at_in_future"]),
+        ({"updated_at": "0001-01-01T00:00:00Z"}, ["updated_at_too_early"]),
+        ({"updated_at": "10000-01-01T00:00:00Z"}, ["updated_at_in_future"]),
+        ({"ordered_at": None}, []),  # optional: absent is fine
+    ]
+    rows = [{**good, **change, "order_id": str(i)} for i, (change, _) in enumerate(cases)]
+    verdict = validator.validate("orders", pd.DataFrame(rows), now=NOW)
+    assert verdict.broken == {i: rules for i, (_, rules) in enumerate(cases) if rules}

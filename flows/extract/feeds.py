@@ -1,28 +1,53 @@
 """The Prefect flow that loads feed files (landing folder or S3 bucket) into raw.
 
-One task per file. Files of one feed load one after the other in name order (a later file may
-carry a newer version of the same opportunity or order); the feeds load side by side. A file
-refused by its contract fails its task without retries; the files after it still load, and the
-flow fails at the end so that the run shows the refusal.
+Discovery first (discovery.py): only new or changed files become tasks, one task per file.
+Files of one feed load one after the other in name order (a later file may carry a newer
+version of the same opportunity or order); the feeds load side by side. A file refused by its
+contract fails its task without retries; the files after it still load, and the flow fails at
+the end so that the run shows the refusal. A file set aside (a link, or still being written) is
+reported with the ignored ones; it fails nothing.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect_aws import S3Bucket
 
-from flows.extract.files import FeedFile, find_landing_files, load_feed_file
-from flows.extract.postgres import BatchResult
-from flows.extract.s3 import FeedObject, downloaded, list_feed_objects, s3_bucket_from_settings
+from flows.extract import ledger
+from flows.extract.discovery import Discovery, discover_landing, discover_s3
+from flows.extract.feed_file import FeedFile, FileSource, IgnoredFile, RepeatedFile
+from flows.extract.files import FeedBatchResult, load_feed_file
+from flows.extract.landing import SetAsideError
+from flows.extract.s3 import downloaded, s3_bucket_from_settings
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.warehouse import connect_warehouse
 
+FileOutcome = FeedBatchResult | RepeatedFile | IgnoredFile | None
 
-def load_one_file(file: FeedFile) -> BatchResult | None:
+
+@dataclass
+class FeedRun:
+    """What a feed run did, for the run summary: one list per kind of outcome."""
+
+    batches: list[FeedBatchResult] = field(default_factory=list)
+    repeated: list[RepeatedFile] = field(default_factory=list)  # bytes loaded before
+    ignored: list[IgnoredFile] = field(default_factory=list)  # with why
+    discovery: str = ""  # what discovery listed and kept, and how long it took
+    files_read: int = 0  # files that became tasks: the only ones read and hashed
+
+    @property
+    def resent(self) -> list[str]:
+        """Files re-sent under their name with new content, each loaded as its next version."""
+        return [note for b in self.batches if (note := b.describe_resend())]
+
+
+def load_one_file(file: FeedFile) -> FileOutcome:
     """Load a local file as one batch; a failure is recorded (with its file) and re-raised."""
     from prefect.runtime import flow_run
 
@@ -30,17 +55,18 @@ def load_one_file(file: FeedFile) -> BatchResult | None:
     record_source = get_settings().feed_record_source
     try:
         with connect_warehouse(autocommit=True) as conn:
-            result = load_feed_file(conn, file, record_source, flow_run_id=flow_run.id)
+            outcome = load_feed_file(conn, file, record_source, flow_run_id=flow_run.id)
+    except SetAsideError as err:
+        logger.warning("%s", err)
+        return err.ignored
     except Exception as err:
         record_failed_batch(record_source, file.entity, err, flow_run.id, source_file=file.name)
         raise
-    if result is None:
-        logger.info("%s: loaded before with the same content, skipped", file.name)
-    elif result.resent:
-        logger.warning("%s", result.drift)
-    elif result.drift:
-        logger.info("%s", result.drift)
-    return result
+    if isinstance(outcome, RepeatedFile):
+        logger.warning("%s", outcome.describe())
+    elif isinstance(outcome, FeedBatchResult) and outcome.resent:
+        logger.warning("%s", outcome.describe_resend())
+    return outcome
 
 
 @task(
@@ -51,7 +77,7 @@ def load_one_file(file: FeedFile) -> BatchResult | None:
     cache_policy=NO_CACHE,
     task_run_name="load {file.name}",
 )
-def load_landing_file(file: FeedFile) -> BatchResult | None:
+def load_landing_file(file: FeedFile) -> FileOutcome:
     return load_one_file(file)
 
 
@@ -60,22 +86,11 @@ def load_landing_file(file: FeedFile) -> BatchResult | None:
     retry_delay_seconds=BACKOFF,
     retry_condition_fn=retry_unless_refused,
     cache_policy=NO_CACHE,
-    task_run_name="load s3 {obj.key}",
+    task_run_name="load s3 {file.name}",
 )
-def load_s3_object(bucket: S3Bucket, obj: FeedObject) -> BatchResult | None:
-    if obj.etag and etag_already_loaded(obj):
-        get_run_logger().info("%s: loaded before (same ETag), skipped", obj.key)
-        return None
-    with downloaded(bucket, obj) as file:
-        return load_one_file(file)
-
-
-def etag_already_loaded(obj: FeedObject) -> bool:
-    from flows.extract.files import etag_loaded, prepare_ops
-
-    with connect_warehouse(autocommit=True) as conn:
-        prepare_ops(conn)
-        return etag_loaded(conn, obj.key, obj.etag or "")
+def load_s3_object(bucket: S3Bucket, file: FeedFile) -> FileOutcome:
+    with downloaded(bucket, file) as local:
+        return load_one_file(local)
 
 
 def chain_per_feed(submit, groups: dict[str, list]) -> list[PrefectFuture]:  # type: ignore[no-untyped-def]
@@ -89,39 +104,69 @@ def chain_per_feed(submit, groups: dict[str, list]) -> list[PrefectFuture]:  # t
     return futures
 
 
-def collect(futures: list[PrefectFuture]) -> list[BatchResult]:
-    """The loaded batches (skipped files left out); raises the first failure after all ran."""
+def settle(futures: list[PrefectFuture]) -> tuple[list[FileOutcome], list[Exception]]:
+    """Every task's outcome, and the failures, once all ran."""
     wait(futures)
-    results, failures = [], []
+    outcomes, failures = [], []
     for future in futures:
         try:
-            result = future.result()
+            outcomes.append(future.result())
         except Exception as err:
             failures.append(err)
-            continue
-        if result is not None:
-            results.append(result)
-    if failures:
-        raise failures[0]
-    return results
+    return outcomes, failures
+
+
+def summarise(discovery: Discovery, outcomes: list[FileOutcome]) -> FeedRun:
+    run = FeedRun(
+        ignored=list(discovery.ignored),
+        discovery=discovery.describe(),
+        files_read=discovery.new,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, FeedBatchResult):
+            run.batches.append(outcome)
+        elif isinstance(outcome, RepeatedFile):
+            run.repeated.append(outcome)
+        elif isinstance(outcome, IgnoredFile):
+            run.ignored.append(outcome)
+    return run
+
+
+def keep_ignored(source: FileSource, run: FeedRun) -> None:
+    """ops.ignored_files becomes what this run ignored."""
+    record_source = get_settings().feed_record_source
+    with connect_warehouse(autocommit=True) as conn:
+        ledger.record_ignored(conn, record_source, source, run.ignored)
 
 
 @flow(name="bankdw-extract-feeds")
-def extract_feeds_flow(
-    source: str = "landing", bucket: S3Bucket | None = None
-) -> list[BatchResult]:
+def extract_feeds_flow(source: FileSource = "landing", bucket: S3Bucket | None = None) -> FeedRun:
     """Every new feed file into raw: from the landing folder, or from S3 (`source="s3"`).
 
     `bucket` overrides the bucket the settings describe (S3_BUCKET, S3_ENDPOINT_URL, ...).
     """
     settings = get_settings()
-    if source == "landing":
-        files = find_landing_files(settings.landing_path)
-        futures = chain_per_feed(lambda f, **kw: load_landing_file.submit(f, **kw), files)
-    elif source == "s3":
-        bucket = bucket or s3_bucket_from_settings(settings)
-        objects = list_feed_objects(bucket, settings.s3_prefix)
-        futures = chain_per_feed(lambda o, **kw: load_s3_object.submit(bucket, o, **kw), objects)
-    else:
+    if source not in ("landing", "s3"):
         raise ValueError(f"source must be 'landing' or 's3', not {source!r}")
-    return collect(futures)
+    if source == "s3":
+        bucket = bucket or s3_bucket_from_settings(settings)
+    with connect_warehouse(autocommit=True) as conn:
+        if source == "landing":
+            discovery = discover_landing(
+                conn, settings.landing_path, settings.landing_quiet_seconds
+            )
+        else:
+            discovery = discover_s3(conn, bucket, settings.s3_prefix)
+    get_run_logger().info("feed discovery: %s", discovery.describe())
+    if source == "landing":
+        futures = chain_per_feed(lambda f, **kw: load_landing_file.submit(f, **kw), discovery.files)
+    else:
+        futures = chain_per_feed(
+            lambda f, **kw: load_s3_object.submit(bucket, f, **kw), discovery.files
+        )
+    outcomes, failures = settle(futures)
+    run = summarise(discovery, outcomes)
+    keep_ignored(source, run)
+    if failures:
+        raise failures[0]
+    return run

@@ -1,23 +1,19 @@
-"""CRM / operations feed files into raw: one file is one batch, judged by its feed's contract.
+"""One feed file into raw as one batch, judged by its feed's contract.
 
-A file is read as bytes, line by line, and every line is decoded and parsed on its own: a line
-that is not UTF-8, not JSON, not an object or has the wrong number of CSV columns is quarantined
-with its line number and the rest of the file loads. Parsed records are judged frame by frame by
-the feed's GX contract (values as strings, as the database path does) and by Postgres itself
-(`ops.input_is_valid`, PostgreSQL 16's `pg_input_is_valid` for every supported version, so that a
-value the raw column's type refuses is quarantined instead of failing the COPY). Good rows are
-COPYed into `raw.<feed>` with the file name and line number.
+The file's records (parsing.py) are judged frame by frame by the feed's GX contract (values as
+strings, as the database path does) and by Postgres itself (`ops.input_is_valid`, PostgreSQL
+16's `pg_input_is_valid` for every supported version, so that a value the raw column's type
+refuses is quarantined instead of failing the COPY). Good rows are COPYed into `raw.<feed>`
+with the file name and the line each record starts on.
 
 Every line ends in raw or quarantine exactly once. The batch row, raw rows, quarantined rows,
-contract results, schema version and the `ops.files` row commit in one warehouse transaction.
-`ops.files` remembers each file's checksum: the same name with the same bytes is never loaded
-twice, and the same name with new bytes loads as the next version.
+contract results, schema version and the `ops.files` row commit in one warehouse transaction,
+and only if the file held still while it was read (landing.py). Whether the bytes are loaded at
+all is the ledger's call (ledger.py): the same bytes are never loaded twice, under any name.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import logging
 import time
@@ -25,8 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -34,23 +29,19 @@ import psycopg
 from psycopg import sql
 
 from flows import load
+from flows.extract import ledger
+from flows.extract.feed_file import FeedFile, RepeatedFile
+from flows.extract.landing import ensure_unchanged, open_listed
+from flows.extract.parsing import ParsedLine, parse_feed
 from flows.extract.postgres import BatchResult
 from flows.load import Column
-from flows.quality.drift import DriftReport, SchemaDriftError, record_schema
+from flows.quality.drift import DriftReport, record_schema
 from flows.quality.quarantine import RejectedRow, ensure_quarantine_table, insert_rejected
 from flows.quality.results import RuleStat, record_dq_results, refuse_if_too_many_rejected
 from flows.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-FileSource = Literal["landing", "s3"]
-FEEDS = ("interactions", "opportunities", "orders")
-# Fields the simulator's feeds always carry that no contract rule needs: typed columns in raw
-# rather than `_extras`, so that silver can read them like any other column.
-KNOWN_OPTIONAL = {
-    "opportunities": (Column("created_at", "timestamp with time zone"),),
-    "orders": (Column("ordered_at", "timestamp with time zone"),),
-}
 FILE_METADATA = (
     Column("_source_file", "text"),
     Column("_source_line", "integer"),
@@ -72,36 +63,28 @@ TYPE_RULE_SUFFIX = {
     "date": "not_a_date",
     "boolean": "not_a_boolean",
 }
-SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+HEADER_LINES = {"csv": 1, "jsonl": 0}
 
 
 @dataclass(frozen=True)
 class FeedBatchResult(BatchResult):
-    """A file's batch; `file_version` > 1 means the name was loaded before with other bytes."""
+    """A file's batch. `previous_version` is set when the name was loaded before with other
+    bytes: the file was re-sent, and this is its next version (reported as such, not as drift)."""
 
     file_version: int = 1
+    previous_version: int | None = None
 
     @property
     def resent(self) -> bool:
-        return self.file_version > 1
+        return self.previous_version is not None
 
-
-@dataclass(frozen=True)
-class FeedFile:
-    """One feed file, on local disk (a landing file, or an S3 object downloaded to a temp file)."""
-
-    source: FileSource
-    entity: str
-    name: str  # what ops.files, ops.batches and raw call it
-    path: Path
-    etag: str | None = None
-
-
-@dataclass
-class ParsedLine:
-    line_no: int
-    record: dict[str, Any] | None = None
-    rejected: RejectedRow | None = None
+    def describe_resend(self) -> str | None:
+        if self.previous_version is None:
+            return None
+        return (
+            f"{self.source_file}: re-sent with new content, loaded as version "
+            f"{self.file_version} (version {self.previous_version} stays in raw; see ops.files)"
+        )
 
 
 @dataclass
@@ -113,179 +96,15 @@ class FileTally:
     fields: dict[str, None] = field(default_factory=dict)  # every field name seen, in order
 
 
-# ---------------------------------------------------------------- finding files
-
-
-def feed_format(feed: str, file_name: str) -> str | None:
-    """'jsonl' or 'csv' for a file a feed can hold; None for anything else (temp files, notes)."""
-    if feed not in FEEDS or file_name.startswith("."):
-        return None
-    return SUFFIX_FORMATS.get(Path(file_name).suffix.lower())
-
-
-def find_landing_files(landing_dir: Path) -> dict[str, list[FeedFile]]:
-    """Feed files under landing_dir/<feed>/, per feed, in name order."""
-    found: dict[str, list[FeedFile]] = {}
-    for feed in FEEDS:
-        folder = landing_dir / feed
-        if not folder.is_dir():
-            continue
-        files = [
-            FeedFile("landing", feed, path.relative_to(landing_dir).as_posix(), path)
-            for path in folder.rglob("*")
-            if path.is_file()
-            and feed_format(feed, path.name)
-            # The simulator writes `.name.tmp` then renames: never pick up a half-written file.
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ]
-        if files:
-            found[feed] = sorted(files, key=lambda f: f.name)
-    return found
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size in bytes, sha256 hex) read in blocks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
-
-
 # ---------------------------------------------------------------- columns
 
 
 def raw_columns(feed: str) -> list[Column]:
-    """The feed's typed raw columns: its contract's, then the known optional ones."""
+    """The feed's typed raw columns: every column its contract types, required ones first."""
     from flows.quality.contracts import contract_for
 
-    required = contract_for(feed).required
-    columns = [Column(name, PG_TYPE_OF_FAMILY[family]) for name, family in required.items()]
-    return columns + list(KNOWN_OPTIONAL.get(feed, ()))
-
-
-# ---------------------------------------------------------------- parsing lines
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, bytes without the line terminator); a last line may lack one."""
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            yield number, line.rstrip(b"\r\n") if line.endswith(b"\n") else line
-
-
-def as_line_text(raw: bytes) -> str:
-    """A line as text for a quarantine payload: bad bytes replaced, NUL (jsonb refuses it) too."""
-    return raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-
-
-def malformed(line_no: int, raw: bytes, rule: str) -> ParsedLine:
-    return ParsedLine(line_no, rejected=RejectedRow({"_line": as_line_text(raw)}, [rule], line_no))
-
-
-def decode_line(line_no: int, raw: bytes) -> str | ParsedLine:
-    """The line as text, or the malformed verdict when it is not UTF-8 or holds a NUL."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return malformed(line_no, raw, "bad_encoding")
-    if "\x00" in text:  # Postgres text cannot hold NUL
-        return malformed(line_no, raw, "invalid_character")
-    return text.removeprefix("\ufeff") if line_no == 1 else text
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _storable(value: Any) -> bool:
-    """False if a string anywhere holds NUL or a lone surrogate (\\u escapes Postgres refuses)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(v) for v in value)
-    return True
-
-
-def parse_jsonl(lines: Iterable[tuple[int, bytes]]) -> Iterator[ParsedLine]:
-    for line_no, raw in lines:
-        text = decode_line(line_no, raw)
-        if isinstance(text, ParsedLine):
-            yield text
-            continue
-        try:
-            # Decimal keeps amounts exactly as sent; NaN/Infinity are not JSON (and not jsonb).
-            record = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-        except ValueError:
-            yield malformed(line_no, raw, "malformed_json")
-            continue
-        if not isinstance(record, dict):
-            yield malformed(line_no, raw, "not_an_object")
-        elif "\\u" in text and not _storable(record):  # only escapes can smuggle them in
-            yield malformed(line_no, raw, "invalid_character")
-        else:
-            yield ParsedLine(line_no, record=record)
-
-
-def parse_csv(
-    lines: Iterable[tuple[int, bytes]], entity: str, name: str, required: Iterable[str]
-) -> Iterator[ParsedLine]:
-    """Records keyed by the header (line 1). Empty fields are NULL. One record per line."""
-    lines = iter(lines)
-    header = read_csv_header(next(lines, None), entity, name, required)
-    for line_no, raw in lines:
-        text = decode_line(line_no, raw)
-        if isinstance(text, ParsedLine):
-            yield text
-            continue
-        try:
-            fields = next(csv.reader([text], strict=True))
-        except (csv.Error, StopIteration):
-            yield malformed(line_no, raw, "malformed_csv")
-            continue
-        if len(fields) != len(header):
-            yield malformed(line_no, raw, "wrong_column_count")
-            continue
-        yield ParsedLine(
-            line_no, record={h: v or None for h, v in zip(header, fields, strict=True)}
-        )
-
-
-def read_csv_header(
-    first: tuple[int, bytes] | None, entity: str, name: str, required: Iterable[str]
-) -> list[str]:
-    """The header's field names. A file without a usable header cannot be read at all."""
-    if first is None:
-        return []
-    text = decode_line(*first)
-    if isinstance(text, ParsedLine):
-        raise SchemaDriftError(f"{entity}: {name}: the header line is not UTF-8 text")
-    try:
-        header = [h.strip() for h in next(csv.reader([text], strict=True))]
-    except (csv.Error, StopIteration) as err:
-        raise SchemaDriftError(f"{entity}: {name}: the header line is not CSV ({err})") from None
-    missing = [c for c in required if c not in header]
-    if missing or len(set(header)) != len(header):
-        problem = f"lacks required columns {missing}" if missing else "repeats a column name"
-        raise SchemaDriftError(f"{entity}: {name}: the header {problem}; the file was not loaded")
-    return header
-
-
-def parse_file(file: FeedFile, required: Iterable[str]) -> Iterator[ParsedLine]:
-    lines = read_lines(file.path)
-    if SUFFIX_FORMATS.get(Path(file.name).suffix.lower()) == "csv":
-        return parse_csv(lines, file.entity, file.name, required)
-    return parse_jsonl(lines)
+    typed = contract_for(feed).typed
+    return [Column(name, PG_TYPE_OF_FAMILY[family]) for name, family in typed.items()]
 
 
 def chunked(items: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
@@ -475,42 +294,6 @@ def quarantine_keys_repeated_across_chunks(
     tally.rows_rejected += moved
 
 
-def loaded_versions(conn: psycopg.Connection, source: str, name: str) -> dict[str, int]:
-    """sha256 -> version of every version of `name` already loaded."""
-    rows = conn.execute(
-        "select sha256, version from ops.files where source = %s and name = %s", (source, name)
-    ).fetchall()
-    return dict(rows)
-
-
-def etag_loaded(conn: psycopg.Connection, name: str, etag: str) -> bool:
-    """Whether an object with this key and ETag was loaded already (saves its download)."""
-    return (
-        conn.execute(
-            "select 1 from ops.files where source = 's3' and name = %s and etag = %s",
-            (name, etag),
-        ).fetchone()
-        is not None
-    )
-
-
-def record_file(
-    conn: psycopg.Connection,
-    file: FeedFile,
-    version: int,
-    size: int,
-    sha256: str,
-    batch_id: int,
-) -> None:
-    conn.execute(
-        """
-        insert into ops.files (source, entity, name, version, size_bytes, sha256, etag, batch_id)
-        values (%s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (file.source, file.entity, file.name, version, size, sha256, file.etag, batch_id),
-    )
-
-
 def shape_of(tally: FileTally, columns: list[Column]) -> list[Column]:
     """The file's field names: known columns in raw order, then unknown ones sorted (stable)."""
     known = [c.name for c in columns]
@@ -520,27 +303,13 @@ def shape_of(tally: FileTally, columns: list[Column]) -> list[Column]:
     ]
 
 
-def drift_note(
-    report: DriftReport | None, extras: list[str], name: str, version: int
-) -> str | None:
-    notes = []
-    if version > 1:
-        notes.append(f"{name} re-sent with new content: loaded as version {version}")
+def schema_note(report: DriftReport | None, extras: list[str]) -> str | None:
+    """Schema drift only: a new shape of the feed (a re-sent file is reported on its own)."""
     if report is not None and report.changed and report.version > 1:
-        notes.append(report.describe())
-    elif report is not None and report.version == 1 and extras:
-        notes.append(f"{report.entity} v1: fields kept in _extras: {', '.join(extras)}")
-    return "; ".join(notes) or None
-
-
-def prepare_ops(conn: psycopg.Connection) -> None:
-    """The ops schema (ops.files included), in a short transaction of its own.
-
-    `apply_ops_schema` takes a transaction-level advisory lock; inside the load transaction it
-    would serialise every file load of every feed until commit.
-    """
-    with conn.transaction():
-        load.apply_ops_schema(conn)
+        return report.describe()
+    if report is not None and report.version == 1 and extras:
+        return f"{report.entity} v1: fields kept in _extras: {', '.join(extras)}"
+    return None
 
 
 def load_feed_file(
@@ -548,50 +317,40 @@ def load_feed_file(
     file: FeedFile,
     record_source: str,
     flow_run_id: str | None = None,
-) -> FeedBatchResult | None:
-    """Load one file as one batch in one transaction; None if these bytes were loaded before.
+) -> FeedBatchResult | RepeatedFile | None:
+    """Load one file as one batch in one transaction. Bytes loaded before are not loaded again:
+    a RepeatedFile says which file holds them (None: the ledger only learnt the file's time).
 
-    `conn` must be in autocommit mode, so that the transaction here is the real one.
+    Raises SetAsideError, with nothing stored, for a file that is a link or changed while it
+    was read. `conn` must be in autocommit mode, so that the transaction here is the real one.
     """
     from flows.quality.contracts import contract_for
-    from flows.quality.validate import get_validator
 
-    settings = get_settings()
     started = time.perf_counter()
-    size, sha256 = file_digest(file.path)
-    columns = raw_columns(file.entity)
-    prepare_ops(conn)
-    with conn.transaction():
-        load.lock_entity(conn, record_source, file.entity)
-        versions = loaded_versions(conn, file.source, file.name)
-        if sha256 in versions:
-            log.info("%s: already loaded as version %s, skipped", file.name, versions[sha256])
-            return None
-        version = max(versions.values(), default=0) + 1
-        # Only now: GX takes seconds to import, and a run that finds no new file needs none.
-        validator = get_validator(settings.data_dir / "gx")
-        load.ensure_raw_table(conn, file.entity, columns + list(FILE_METADATA))
-        ensure_quarantine_table(conn, file.entity)
-        batch_id = load.open_batch(
-            conn, record_source, file.entity, None, flow_run_id, source_file=file.name
-        )
-        tally = FileTally()
-        parsed = parse_file(file, contract_for(file.entity).required)
-        for chunk in chunked(parsed, settings.contract_frame_rows):
-            load_chunk(conn, file, batch_id, record_source, chunk, columns, validator, tally)
-        quarantine_keys_repeated_across_chunks(conn, file.entity, batch_id, tally)
-        report = None
-        if tally.fields:  # an empty or all-malformed file says nothing about the feed's shape
-            shape = shape_of(tally, columns)
-            report = record_schema(conn, record_source, file.entity, shape, batch_id)
-        record_dq_results(conn, batch_id, file.entity, tally.stats)
-        refuse_if_too_many_rejected(file.entity, tally.rows_in, tally.rows_rejected, tally.stats)
-        record_file(conn, file, version, size, sha256, batch_id)
-        load.close_batch(
-            conn, batch_id, tally.rows_in, tally.rows_loaded, tally.rows_rejected, 0, None
-        )
-    extras = sorted(set(tally.fields) - {c.name for c in columns})
-    note = drift_note(report, extras, file.name, version)
+    ledger.prepare_ops(conn)
+    with open_listed(file) as fh:
+        digest = ledger.file_digest(fh, HEADER_LINES[file.format])
+        ensure_unchanged(fh, file)  # the bytes hashed are the file as listed
+        with conn.transaction():
+            load.lock_entity(conn, record_source, file.entity)
+            ledger.lock_content(conn, digest.sha256)
+            delivery = ledger.decide(conn, file, digest)
+            if delivery.backfilled:
+                log.info("%s: unchanged since version %s", file.name, delivery.version)
+                return None
+            if delivery.repeat is not None:
+                ledger.record_repeat(conn, file, delivery, digest)
+                return delivery.repeat
+            batch_id, tally, report = load_records(
+                conn, file, fh, record_source, flow_run_id, contract_for(file.entity).required
+            )
+            ensure_unchanged(fh, file)  # read whole, as listed: else roll back, load nothing
+            ledger.record_loaded(conn, file, delivery.version, digest, batch_id)
+            load.close_batch(
+                conn, batch_id, tally.rows_in, tally.rows_loaded, tally.rows_rejected, 0, None
+            )
+    columns = {c.name for c in raw_columns(file.entity)}
+    extras = sorted(set(tally.fields) - columns)
     return FeedBatchResult(
         entity=file.entity,
         batch_id=batch_id,
@@ -602,7 +361,42 @@ def load_feed_file(
         watermark_from=None,
         watermark_to=None,
         seconds=time.perf_counter() - started,
-        drift=note,
+        drift=schema_note(report, extras),
         source_file=file.name,
-        file_version=version,
+        file_version=delivery.version,
+        previous_version=delivery.previous_version,
     )
+
+
+def load_records(
+    conn: psycopg.Connection,
+    file: FeedFile,
+    fh: BinaryIO,
+    record_source: str,
+    flow_run_id: str | None,
+    required: dict[str, str],
+) -> tuple[int, FileTally, DriftReport | None]:
+    """Open the batch, judge the file's records, raw and quarantine them, record the results."""
+    from flows.quality.validate import get_validator
+
+    settings = get_settings()
+    columns = raw_columns(file.entity)
+    # Only now: GX takes seconds to import, and a run that finds no new file needs none.
+    validator = get_validator(settings.data_dir / "gx")
+    load.ensure_raw_table(conn, file.entity, columns + list(FILE_METADATA))
+    ensure_quarantine_table(conn, file.entity)
+    batch_id = load.open_batch(
+        conn, record_source, file.entity, None, flow_run_id, source_file=file.name
+    )
+    tally = FileTally()
+    parsed = parse_feed(fh, file.format, file.entity, file.name, required)
+    for chunk in chunked(parsed, settings.contract_frame_rows):
+        load_chunk(conn, file, batch_id, record_source, chunk, columns, validator, tally)
+    quarantine_keys_repeated_across_chunks(conn, file.entity, batch_id, tally)
+    report = None
+    if tally.fields:  # an empty or all-malformed file says nothing about the feed's shape
+        shape = shape_of(tally, columns)
+        report = record_schema(conn, record_source, file.entity, shape, batch_id)
+    record_dq_results(conn, batch_id, file.entity, tally.stats)
+    refuse_if_too_many_rejected(file.entity, tally.rows_in, tally.rows_rejected, tally.stats)
+    return batch_id, tally, report

@@ -1,8 +1,10 @@
 """Feed files from an S3 bucket (or MinIO, when `S3_ENDPOINT_URL` is set) through prefect-aws.
 
-Objects are listed under `S3_PREFIX` as `<prefix><feed>/<file>` and each is downloaded to a
-temporary file (boto3 streams it to disk) before it is loaded like a landing file: no object is
-ever held in memory, and the object key is the file's name in ops.files and raw.
+Objects are listed under `S3_PREFIX` as `<prefix><feed>/<file>`; the ledger keeps those whose
+key and ETag it has not seen, and only those are downloaded, each to a temporary file (boto3
+streams it to disk), and loaded like a landing file: no object is ever held in memory, and the
+object key is the file's name in ops.files and raw. An upload is atomic per object: a key is
+listed only once its object is complete, so S3 needs no landing protocol.
 """
 
 from __future__ import annotations
@@ -10,23 +12,13 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from prefect_aws import AwsClientParameters, AwsCredentials, MinIOCredentials, S3Bucket
 
-from flows.extract.files import FEEDS, FeedFile, feed_format
+from flows.extract.feed_file import FEEDS, FeedFile, IgnoredFile, why_ignored_name
 from flows.settings import Settings, get_settings
-
-
-@dataclass(frozen=True)
-class FeedObject:
-    """An object that holds a feed file."""
-
-    key: str
-    entity: str
-    size: int
-    etag: str | None
 
 
 def s3_bucket_from_settings(settings: Settings | None = None) -> S3Bucket:
@@ -57,28 +49,50 @@ def s3_bucket_from_settings(settings: Settings | None = None) -> S3Bucket:
     return S3Bucket(bucket_name=settings.s3_bucket, credentials=credentials)
 
 
-def feed_of_key(key: str, prefix: str) -> str | None:
-    """The feed an object key belongs to (`<prefix><feed>/.../<file>`), or None."""
-    if not key.startswith(prefix) or key.endswith("/"):
-        return None
-    parts = PurePosixPath(key[len(prefix) :]).parts
-    if len(parts) < 2 or any(p.startswith(".") for p in parts):
-        return None
-    return parts[0] if feed_format(parts[0], parts[-1]) else None
+@dataclass
+class BucketListing:
+    """Feed objects under the prefix (per feed, in key order) and the keys that were ignored."""
+
+    files: dict[str, list[FeedFile]] = field(default_factory=dict)
+    ignored: list[IgnoredFile] = field(default_factory=list)
 
 
-def list_feed_objects(bucket: S3Bucket, prefix: str) -> dict[str, list[FeedObject]]:
-    """Feed objects under `prefix`, per feed, in key order (only keys and sizes in memory)."""
-    found: dict[str, list[FeedObject]] = {}
+def why_ignored_key(key: str, prefix: str) -> tuple[str | None, str | None]:
+    """(feed, None) for a feed object's key (`<prefix><feed>/.../<file>`), else (None, reason)."""
+    parts = key[len(prefix) :].split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None, "unsafe_key"
+    if any(p.startswith(".") for p in parts):
+        return None, "hidden"
+    if len(parts) < 2 or parts[0] not in FEEDS:
+        return None, "not_in_a_feed"
+    reason = why_ignored_name(parts[-1])
+    return (None, reason) if reason else (parts[0], None)
+
+
+def list_feed_objects(bucket: S3Bucket, prefix: str) -> BucketListing:
+    """Feed objects under `prefix` (only keys, sizes and ETags in memory); nothing outside it is
+    listed, so nothing outside it is read. Folder placeholders (keys ending in '/') are skipped."""
+    listing = BucketListing()
     folder = bucket.bucket_folder.strip("/")
     full_prefix = f"{folder}/{prefix}" if folder else prefix
     for item in bucket.list_objects(folder=prefix):
-        feed = feed_of_key(item["Key"], full_prefix)
-        if feed is not None:
-            found.setdefault(feed, []).append(
-                FeedObject(item["Key"], feed, int(item.get("Size", 0)), item.get("ETag"))
-            )
-    return {feed: sorted(found[feed], key=lambda o: o.key) for feed in FEEDS if feed in found}
+        key = item["Key"]
+        if not key.startswith(full_prefix) or key.endswith("/"):
+            continue
+        feed, reason = why_ignored_key(key, full_prefix)
+        if feed is None:
+            listing.ignored.append(IgnoredFile("s3", key, reason or "not_in_a_feed"))
+            continue
+        listing.files.setdefault(feed, []).append(
+            FeedFile("s3", feed, key, int(item.get("Size", 0)), etag=item.get("ETag"))
+        )
+    listing.files = {
+        feed: sorted(listing.files[feed], key=lambda f: f.name)
+        for feed in FEEDS
+        if feed in listing.files
+    }
+    return listing
 
 
 def key_within_folder(bucket: S3Bucket, key: str) -> str:
@@ -88,10 +102,10 @@ def key_within_folder(bucket: S3Bucket, key: str) -> str:
 
 
 @contextmanager
-def downloaded(bucket: S3Bucket, obj: FeedObject) -> Iterator[FeedFile]:
+def downloaded(bucket: S3Bucket, file: FeedFile) -> Iterator[FeedFile]:
     """The object as a FeedFile on local disk, deleted on exit."""
     with tempfile.TemporaryDirectory(prefix="bankdw-s3-") as folder:
         # Keep the key's file name: its suffix says how to parse the file.
-        path = Path(folder) / PurePosixPath(obj.key).name
-        bucket.download_object_to_path(key_within_folder(bucket, obj.key), path)
-        yield FeedFile("s3", obj.entity, obj.key, path, obj.etag)
+        path = Path(folder) / PurePosixPath(file.name).name
+        bucket.download_object_to_path(key_within_folder(bucket, file.name), path)
+        yield replace(file, path=path)

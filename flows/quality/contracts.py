@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -100,12 +100,19 @@ class Contract:
     # Required columns and their type family: one missing or of another family fails the batch.
     required: dict[str, str]
     checks: tuple[Rule, ...]
+    # Typed columns a row may lack (feeds): raw types them, and their dates are checked too.
+    optional: dict[str, str] = field(default_factory=dict)
     # Derived columns some rules need (never loaded): in pandas for files, in SQL for tables.
     # Both are given the moment of judging (`now`, `{now}` in the SQL), for rules about the clock.
     derived: dict[str, Callable[[pd.DataFrame, datetime], pd.Series]] = field(default_factory=dict)
     derived_sql: dict[str, str] = field(default_factory=dict)
     # Timestamps the source stamps itself: later than now plus the tolerance is implausible.
     stamped: tuple[str, ...] = ("updated_at",)
+
+    @property
+    def typed(self) -> dict[str, str]:
+        """Every column the contract types: the required ones, then the optional ones."""
+        return {**self.required, **self.optional}
 
     def rules(self) -> list[tuple[str, str, str]]:
         """(rule, column(s), kind) for documentation and reports."""
@@ -138,28 +145,35 @@ def unique_key(*columns: str) -> Rule:
 
 
 FUTURE_SUFFIX = "_seconds_past_bound"
+EARLY_SUFFIX = "_seconds_from_earliest"
+# The epoch in SQL, robust to every value Postgres accepts: extract() gives Infinity for
+# 'infinity' (PostgreSQL 14+), where subtracting an infinite timestamp raises an error.
+EPOCH_SQL = {
+    "timestamp": "extract(epoch from {column}::timestamptz)",
+    "date": "extract(epoch from {column}::date)",
+}
 
 
 def seconds_past_bound(values: pd.Series, now: datetime) -> pd.Series:
-    """Seconds by which each timestamp lies beyond now + FUTURE_TOLERANCE_SECONDS (NaN if none).
-
-    Years past pandas' range (2262) count as infinitely far: 9999-12-31 is still late.
-    """
-    import numpy as np
-    import pandas as pd
-
+    """Seconds by which each timestamp lies beyond now + FUTURE_TOLERANCE_SECONDS (NaN if none),
+    in any year Postgres takes: 9999-12-31 is still late, as it is to Postgres."""
+    from flows.quality.timestamps import epoch_seconds
     from flows.settings import get_settings
 
-    bound = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(
-        seconds=get_settings().future_tolerance_seconds
-    )
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    seconds = (parsed - bound).dt.total_seconds()
-    year = pd.to_numeric(
-        values.astype("string").str.extract(r"^\s*\+?(\d{4,})-", expand=False), errors="coerce"
-    )
-    too_late = (parsed.isna() & (year.astype(float) > pd.Timestamp.max.year)).astype(bool)
-    return seconds.mask(too_late.to_numpy(), np.inf)
+    bound = now.timestamp() + get_settings().future_tolerance_seconds
+    return epoch_seconds(values) - bound
+
+
+def seconds_from_earliest(values: pd.Series) -> pd.Series:
+    """Seconds from EARLIEST_PLAUSIBLE_DATE (midnight UTC) to each value: negative is too early."""
+    from flows.quality.timestamps import epoch_seconds
+    from flows.settings import get_settings
+
+    return epoch_seconds(values) - earliest_epoch(get_settings().earliest_plausible_date)
+
+
+def earliest_epoch(day: date) -> float:
+    return datetime.combine(day, time(), UTC).timestamp()
 
 
 def stamped_in_future(column: str) -> tuple[Rule, dict, dict]:
@@ -171,43 +185,63 @@ def stamped_in_future(column: str) -> tuple[Rule, dict, dict]:
     """
     derived = f"_{column}{FUTURE_SUFFIX}"
     rule = Rule(f"{column}_in_future", "between", derived, max_value=0)
+    epoch = EPOCH_SQL["timestamp"].format(column=column)
     return (
         rule,
         {derived: lambda frame, now: seconds_past_bound(frame[column], now)},
-        {derived: f"extract(epoch from ({column}::timestamptz - {{bound}}))"},
+        {derived: f"{epoch} - extract(epoch from {{bound}})"},
+    )
+
+
+def dated_too_early(column: str, family: str) -> tuple[Rule, dict, dict]:
+    """The rule, derived column and its SQL for "dated before EARLIEST_PLAUSIBLE_DATE".
+
+    A booking dated 0001-01-01 or a feed stamped in year 1 is a broken value, not history: no
+    bank system predates the bound. Dates and timestamps are compared with its midnight in UTC.
+    """
+    derived = f"_{column}{EARLY_SUFFIX}"
+    rule = Rule(f"{column}_too_early", "between", derived, min_value=0)
+    epoch = EPOCH_SQL[family].format(column=column)
+    return (
+        rule,
+        {derived: lambda frame, now: seconds_from_earliest(frame[column])},
+        {derived: f"{epoch} - ({{earliest}})"},
     )
 
 
 def updated_on(frame: pd.DataFrame, now: datetime) -> pd.Series:
     """The day (in the bank's zone) the source recorded the row: a booking after it is a booking
     in the future."""
-    import pandas as pd
-
+    from flows.quality.timestamps import day_number
     from flows.settings import get_settings
 
-    return (
-        pd.to_datetime(frame["updated_at"], utc=True, errors="coerce", format="ISO8601")
-        .dt.tz_convert(get_settings().bank_timezone)
-        .dt.tz_localize(None)
-        .dt.normalize()
-    )
+    return day_number(frame["updated_at"], get_settings().bank_timezone)
 
 
 def booking_on(frame: pd.DataFrame, now: datetime) -> pd.Series:
-    import pandas as pd
+    from flows.quality.timestamps import day_number
 
-    return pd.to_datetime(frame["booking_date"], errors="coerce", format="ISO8601")
+    return day_number(frame["booking_date"])
 
 
 def with_batch_rules(contract: Contract) -> Contract:
     """The contract plus the rules every batch obeys: one version per key, every row stamped,
-    and no stamp from the far future."""
+    no stamp from the far future, and no date or timestamp before the earliest plausible date."""
     checks = [*contract.checks, unique_key(*contract.keys)]
     derived, derived_sql = dict(contract.derived), dict(contract.derived_sql)
     for column in contract.stamped:
         if not any(r.kind == "not_null" and r.column == column for r in checks):
             checks.append(not_null(column))
+    dated = {c: f for c, f in contract.typed.items() if f in EPOCH_SQL}
+    # Stamped columns first: their rules keep the order they have always had in reports.
+    timestamps = [*contract.stamped, *(c for c, f in dated.items() if f == "timestamp")]
+    for column in dict.fromkeys(timestamps):
         rule, pandas_column, sql_column = stamped_in_future(column)
+        checks.append(rule)
+        derived.update(pandas_column)
+        derived_sql.update(sql_column)
+    for column, family in dated.items():
+        rule, pandas_column, sql_column = dated_too_early(column, family)
         checks.append(rule)
         derived.update(pandas_column)
         derived_sql.update(sql_column)
@@ -388,6 +422,7 @@ CONTRACTS: dict[str, Contract] = {
                     "probability": "numeric",
                     "updated_at": "timestamp",
                 },
+                optional={"created_at": "timestamp"},
                 checks=(
                     not_null("opportunity_id"),
                     not_null("customer_id"),
@@ -417,6 +452,7 @@ CONTRACTS: dict[str, Contract] = {
                     "amount": "numeric",
                     "updated_at": "timestamp",
                 },
+                optional={"ordered_at": "timestamp"},
                 checks=(
                     not_null("order_id"),
                     not_null("customer_id"),

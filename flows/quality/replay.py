@@ -85,7 +85,7 @@ def replay(
         frame = pd.DataFrame(
             [{k: None if v is None else str(v) for k, v in p.items()} for _, _, p in pending]
         )
-        for column in contract.required:
+        for column in contract.typed:
             if column not in frame:
                 frame[column] = None
         verdict = validator.validate(entity, frame)

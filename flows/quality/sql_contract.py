@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from flows.quality.contracts import Contract, Rule
+from flows.quality.contracts import Contract, Rule, earliest_epoch
 from flows.quality.quarantine import RAW_METADATA
 from flows.quality.results import RuleStat
 from flows.settings import get_settings
@@ -32,7 +32,9 @@ def column_sql(contract: Contract, name: str, now: datetime) -> sql.Composable:
         settings = get_settings()
         bound = now + timedelta(seconds=settings.future_tolerance_seconds)
         return sql.SQL(contract.derived_sql[name]).format(
-            bound=sql.Literal(bound), zone=sql.Literal(settings.bank_timezone)
+            bound=sql.Literal(bound),
+            zone=sql.Literal(settings.bank_timezone),
+            earliest=sql.Literal(earliest_epoch(settings.earliest_plausible_date)),
         )
     return sql.Identifier(name)
 

@@ -322,7 +322,8 @@ def render_orders_csv(lines: Sequence[dict[str, Any]]) -> str:
 
 
 def write_feed_files(landing_dir: Path, feed_day: FeedDay) -> dict[str, Path]:
-    """Write the day's three files, each atomically, so a loader never picks up half a file."""
+    """Write the day's three files, each atomically, so a loader never picks up half a file: the
+    landing protocol (README) never reads a `.name.tmp` and counts a file once renamed."""
     written = {}
     for feed in FEEDS:
         lines = feed_day.lines[feed]

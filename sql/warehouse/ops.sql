@@ -24,19 +24,43 @@ create table if not exists ops.batches (
     error           text
 );
 
--- Every feed file or object loaded: never twice; a name re-sent with new content is a new version.
+-- The ledger of feed files: every delivery of a file or object the loader decided about. The same
+-- bytes are never loaded twice, under any name: a delivery whose bytes were loaded before is a
+-- `repeat` (its batch_id and repeat_of name the file that loaded them). Discovery compares each
+-- listed file's size and modification time (or ETag) with its name's last row.
 create table if not exists ops.files (
     source      text not null check (source in ('landing', 's3')),
     entity      text not null,
     name        text not null,     -- path relative to the landing folder, or the object key
-    version     int not null,      -- 1, 2, ... per name
+    version     int not null,      -- 1, 2, ... per name: its deliveries in the order decided
     size_bytes  bigint not null,
     sha256      text not null,
     etag        text,              -- S3 only: lets a run skip loaded objects without download
     batch_id    bigint not null references ops.batches (batch_id),
-    loaded_at   timestamptz not null default clock_timestamp(),
-    primary key (source, name, version),
-    unique (source, name, sha256)
+    loaded_at   timestamptz not null default clock_timestamp(),  -- when it was decided
+    primary key (source, name, version)
+);
+alter table ops.files add column if not exists status text not null default 'loaded'
+    check (status in ('loaded', 'repeat'));
+alter table ops.files add column if not exists modified_ns bigint;  -- landing: mtime when listed
+alter table ops.files add column if not exists repeat_of text;      -- the file loaded with these bytes
+-- Once per name and content was the old rule; a repeat delivery of a name now has a row too.
+alter table ops.files drop constraint if exists files_source_name_sha256_key;
+create unique index if not exists files_loaded_once_per_name
+    on ops.files (source, name, sha256) where status = 'loaded';
+create index if not exists files_loaded_content on ops.files (sha256) where status = 'loaded';
+
+-- Files in the landing folder (or keys in the bucket) that the loader did not load, and why:
+-- another extension, a hidden or temporary name, a folder that is not a feed, a symbolic link
+-- (refused: nothing outside the landing folder is read), a file still being written.
+create table if not exists ops.ignored_files (
+    source      text not null check (source in ('landing', 's3')),
+    name        text not null,     -- as in ops.files; a folder ends in '/'
+    reason      text not null,     -- symlink, hidden, temporary, unknown_extension, ...
+    detail      text not null,     -- what the reason means, and what the sender can do
+    first_seen  timestamptz not null default clock_timestamp(),
+    last_seen   timestamptz not null default clock_timestamp(),
+    primary key (source, name)
 );
 
 -- The high watermark per source table: the largest updated_at already in raw.
