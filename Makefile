@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-pg15 lint bench clean
+.PHONY: run test test-pg15 lint bench bench-incremental clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,4 +48,7 @@ clean:  ## stop the embedded server and remove local state
 	rm -rf .warehouse
 
 bench: $(VENV)/.installed  ## rows/s and peak memory: our extraction vs a bare COPY pipe vs pandas
-	$(BIN)/python -m flows.bench $(ARGS)
+	$(BIN)/bankdw bench extraction $(ARGS)
+
+bench-incremental: $(VENV)/.installed  ## the same one-day increment on 30 and 300 days of history
+	$(BIN)/bankdw bench incremental $(ARGS)

@@ -247,12 +247,12 @@ def extract(
 ) -> None:
     """Extract every source table (incremental) and every new feed file into raw."""
     _prepare_prefect()
-    from flows.pipeline import extract_everything, report_extraction
+    from flows.pipeline import extract_all_flow, report_extraction
     from flows.summary import RunSummary
 
     try:
         _prefect_ready()
-        extraction = extract_everything(deletes.value)
+        extraction = extract_all_flow(deletes.value)
     except Exception as err:
         raise _fail(f"{type(err).__name__}: {err}") from err
     summary = RunSummary()
@@ -303,10 +303,19 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
-    """Extraction benchmark (same as `make bench`; options: --rows N, --methods ours,pipe,...)."""
-    from flows.bench import main
+    """Benchmarks (tools beside the product, in bench/): `bankdw bench extraction [--rows N ...]`
+    (our extraction vs a bare COPY pipe vs pandas) or `bankdw bench incremental [--days 30 ...]`
+    (the same increment on 1x and 10x the history)."""
+    args = list(ctx.args)
+    if args[:1] == ["incremental"]:
+        from bench.incremental import main
 
-    raise typer.Exit(code=main(ctx.args))
+        _prepare_prefect()
+        _prefect_ready()
+        raise typer.Exit(code=main(args[1:]))
+    from bench.extraction import main
+
+    raise typer.Exit(code=main(args[1:] if args[:1] == ["extraction"] else args))
 
 
 @app.command("sql")

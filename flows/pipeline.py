@@ -83,8 +83,8 @@ def sqlmesh_plan(transformation: Transformation, environment: str) -> list[str]:
     retry_condition_fn=retry_unless_refused,
     cache_policy=NO_CACHE,
 )
-def sqlmesh_run(transformation: Transformation, environment: str) -> None:
-    transformation.run(environment)
+def sqlmesh_run(transformation: Transformation, environment: str) -> bool:
+    return transformation.run(environment)
 
 
 def open_transformation(purpose: str) -> Transformation:
@@ -92,7 +92,6 @@ def open_transformation(purpose: str) -> Transformation:
     return Transformation(purpose, on_wait=get_run_logger().warning).open()
 
 
-@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
 def summarise_layers(
     since: datetime | None, until: datetime
 ) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
@@ -133,10 +132,16 @@ def build_data_docs() -> str | None:
     return get_validator(get_settings().data_dir / "gx").build_docs()
 
 
-@flow(name="bankdw-extract")
+@flow(name="bankdw-extract-tables")
 def extract_flow(deletes: DeleteMode = "auto") -> list[BatchResult]:
     """Every source table into raw, incrementally. `deletes`: how to look for rows the source
     deleted (`auto`: recent keys every run, all keys when a full sweep is due; see deletes.py)."""
+    return extract_source_tables(deletes)
+
+
+def extract_source_tables(deletes: DeleteMode = "auto") -> list[BatchResult]:
+    """The tables side by side, one task each, inside whichever flow calls it (a subflow costs
+    a second of Prefect's bookkeeping)."""
     entities = get_settings().source_tables
     futures = [extract_source_table.submit(entity, deletes) for entity in entities]
     return [f.result() for f in futures]
@@ -151,12 +156,19 @@ class Extraction:
 
 
 def extract_everything(deletes: DeleteMode = "auto") -> Extraction:
-    """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set)."""
-    from flows.extract.feeds import extract_feeds_flow
+    """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set),
+    inside whichever flow calls it."""
+    from flows.extract.feeds import load_new_feed_files
 
-    batches = extract_flow(deletes)
-    feeds = extract_feeds_flow("s3" if get_settings().s3_bucket else "landing")
+    batches = extract_source_tables(deletes)
+    feeds = load_new_feed_files("s3" if get_settings().s3_bucket else "landing")
     return Extraction(batches + feeds.batches, feeds)
+
+
+@flow(name="bankdw-extract")
+def extract_all_flow(deletes: DeleteMode = "auto") -> Extraction:
+    """Every source table and every new feed file into raw (`bankdw extract`)."""
+    return extract_everything(deletes)
 
 
 def report_extraction(summary: RunSummary, extraction: Extraction) -> None:
@@ -229,7 +241,7 @@ def run_flow(
             summary,
             "sqlmesh run",
             lambda: sqlmesh_run(transformation, "prod"),
-            lambda r: "models built and audited",
+            lambda ran: "models built and audited" if ran else "nothing new: SQLMesh not loaded",
         )
     publication = transformation.publication
     summary.layer_rows, summary.invalid_rows, summary.invalid_by_rule = summarise_layers(

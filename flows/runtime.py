@@ -190,7 +190,12 @@ def forget_dead_handles(pgdata: Path) -> None:
     with PostgresServer._lock:  # pgserver's own inter-process lock on that file
         if not path.exists():
             return
-        pids = json.loads(path.read_text() or "[]")
-        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        try:
+            pids = json.loads(path.read_text() or "[]")
+        except ValueError:
+            # A process killed while pgserver rewrote the file left it cut short: pgserver would
+            # fail to read it on every start. Its users are unknown: start the list afresh.
+            pids = None
+        alive = [pid for pid in pids or [] if psutil.pid_exists(pid)]
         if alive != pids:
             path.write_text(json.dumps(alive))

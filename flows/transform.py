@@ -77,6 +77,11 @@ def describe_failure(error: Exception) -> str:
     return f"{model}: {str(cause).strip()}"
 
 
+# Called with (model, seconds) as SQLMesh finishes evaluating (and auditing) a model: the
+# incremental benchmark times the layers with it.
+evaluation_listeners: list[t.Callable[[str, float], None]] = []
+
+
 def _console(log: FailureLog):
     from sqlmesh.core.console import TerminalConsole
 
@@ -86,6 +91,15 @@ def _console(log: FailureLog):
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
             log.errors.extend(describe_failure(error) for error in errors)
             super().log_failed_models(errors)
+
+        def update_snapshot_evaluation_progress(
+            self, snapshot, interval, batch_idx, duration_ms, *args, **kwargs
+        ):  # type: ignore[no-untyped-def,override]
+            for listener in evaluation_listeners:
+                listener(snapshot.name, (duration_ms or 0) / 1000)
+            super().update_snapshot_evaluation_progress(
+                snapshot, interval, batch_idx, duration_ms, *args, **kwargs
+            )
 
         def log_error(self, message: str, *args, **kwargs) -> None:  # type: ignore[override]
             log.errors.append(str(message).strip())
@@ -262,13 +276,14 @@ class Transformation:
             _raise(step, self.log, "see the log above")
         return sorted(s.name for s in plan.new_snapshots)
 
-    def run(self, environment: str = "prod") -> None:
+    def run(self, environment: str = "prod") -> bool:
         """Run every model for the intervals due up to the execution time, including today's
         partial one (ignore_cron). `Context.run()` returns a status instead of raising: a
-        failure becomes TransformError here, so that Prefect retries and the flow fails."""
+        failure becomes TransformError here, so that Prefect retries and the flow fails.
+        Returns False when there was nothing to run (SQLMesh not even loaded)."""
         self._step()
         if self.up_to_date(environment):
-            return
+            return False
         step = f"sqlmesh run ({environment})"
         try:
             status = self.context.run(
@@ -285,6 +300,7 @@ class Transformation:
             audit_failed = any("audit " in e for e in self.log.errors)
             _raise(step, self.log, "see the log above", retryable=not audit_failed)
         self._record_run(environment)
+        return True
 
     def rebuild(self, models: list[str], environment: str = "prod") -> None:
         """Rebuild `models` (and what depends on them) from raw, in one pass, then run on.

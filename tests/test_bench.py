@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from flows import bench
+from bench import extraction as bench
 from flows.warehouse import PgParams
 
 ROWS = 2_000

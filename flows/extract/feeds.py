@@ -145,6 +145,12 @@ def extract_feeds_flow(source: FileSource = "landing", bucket: S3Bucket | None =
 
     `bucket` overrides the bucket the settings describe (S3_BUCKET, S3_ENDPOINT_URL, ...).
     """
+    return load_new_feed_files(source, bucket)
+
+
+def load_new_feed_files(source: FileSource = "landing", bucket: S3Bucket | None = None) -> FeedRun:
+    """The work of extract_feeds_flow, inside whichever flow calls it (a subflow costs a second
+    of Prefect's bookkeeping, which a run with nothing new should not pay)."""
     settings = get_settings()
     if source not in ("landing", "s3"):
         raise ValueError(f"source must be 'landing' or 's3', not {source!r}")

@@ -1,6 +1,6 @@
 """Benchmark: our extraction into raw against a bare COPY pipe and a typical pandas script.
 
-`python -m flows.bench [--rows N ...] [--methods ours,ours_deletes,pipe,pandas]` builds a
+`bankdw bench extraction [--rows N ...] [--methods ours,ours_deletes,pipe,pandas]` builds a
 core-bank source with N valid transactions (in SQL, with `generate_series`), then loads it with
 each method into a fresh database on the same server and prints rows/s and peak memory side by
 side:
@@ -325,7 +325,7 @@ def measure_in_subprocess(
     method: str, source_url: str, target_url: str, limit: int | None = None
 ) -> Measurement:
     """Run one method in a fresh interpreter, so that its peak memory is its own."""
-    command = [sys.executable, "-m", "flows.bench", "--worker", method]
+    command = [sys.executable, "-m", "bench.extraction", "--worker", method]
     command += ["--source-url", source_url, "--target-url", target_url]
     if limit is not None:
         command += ["--limit", str(limit)]
@@ -544,7 +544,7 @@ def print_report(runs: Sequence[Run], console: Console) -> list[TargetCheck]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.bench", description=__doc__.split("\n")[0]
+        prog="bankdw bench extraction", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--rows",
