@@ -134,8 +134,8 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.batches:
         console.print(batches_table(summary.batches))
     print_notes(summary)
-    if summary.data_docs:
-        console.print(f"GX Data Docs: {summary.data_docs}")
+    if any(b.source_file for b in summary.batches):
+        console.print("GX judged new feed files: `bankdw docs` builds their Data Docs")
 
     layers = Table(title="Rows per layer", title_justify="left")
     layers.add_column("layer")
@@ -143,8 +143,11 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     layers.add_column("rows", justify="right")
     for layer, tables in summary.layer_rows.items():
         for table, rows in tables.items():
-            layers.add_row(layer, table, f"{rows:,}")
+            about = "~" if f"{layer}.{table}" in summary.estimated_rows else ""
+            layers.add_row(layer, table, f"{about}{rows:,}")
     console.print(layers)
+    if summary.estimated_rows:
+        console.print("~: estimated by the planner (the table is too large to count every run)")
 
     invalid = Table(title="Versions silver held back in this run", title_justify="left")
     invalid.add_column("table: rule")
@@ -316,6 +319,18 @@ def bench(ctx: typer.Context) -> None:
     from bench.extraction import main
 
     raise typer.Exit(code=main(args[1:] if args[:1] == ["extraction"] else args))
+
+
+@app.command()
+def docs() -> None:
+    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files.
+
+    Not part of a run: rendering every kept validation costs more as they accumulate.
+    """
+    from flows.pipeline import build_data_docs
+
+    path = build_data_docs()
+    console.print(f"GX Data Docs: {path}" if path else "no Data Docs site configured")
 
 
 @app.command("sql")

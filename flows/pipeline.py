@@ -92,11 +92,11 @@ def open_transformation(purpose: str) -> Transformation:
     return Transformation(purpose, on_wait=get_run_logger().warning).open()
 
 
-def summarise_layers(
-    since: datetime | None, until: datetime
-) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
+def summarise_layers(summary: RunSummary, since: datetime | None, until: datetime) -> None:
+    """Rows per layer, and what silver held back among the versions published in (since, until]."""
     with connect_warehouse() as conn:
-        return (count_layer_rows(conn), *count_invalid_rows(conn, since, until))
+        summary.layer_rows, summary.estimated_rows = count_layer_rows(conn)
+        summary.invalid_rows, summary.invalid_by_rule = count_invalid_rows(conn, since, until)
 
 
 # Called with (step, None) when a step of the run starts and (step, seconds) when it ends: the CLI
@@ -221,8 +221,6 @@ def run_flow(
     report_extraction(summary, extraction)
     for note in summary.drift:
         logger.warning("schema drift: %s", note)
-    if any(b.source_file for b in summary.batches):  # GX judged new files: their docs are new too
-        summary.data_docs = build_data_docs()
 
     transformation = _timed(
         summary,
@@ -244,7 +242,5 @@ def run_flow(
             lambda ran: "models built and audited" if ran else "nothing new: SQLMesh not loaded",
         )
     publication = transformation.publication
-    summary.layer_rows, summary.invalid_rows, summary.invalid_by_rule = summarise_layers(
-        publication.previous, publication.execution_time
-    )
+    summarise_layers(summary, publication.previous, publication.execution_time)
     return summary

@@ -211,17 +211,29 @@ class Transformation:
             self.publication = publish_batches(conn)
         return self.publication
 
-    def up_to_date(self, environment: str) -> bool:
-        """The last successful run of `environment` ran these project files at this execution
-        time: SQLMesh would find nothing to do, so it is not even loaded."""
+    def _last_run(self, environment: str) -> tuple[str, datetime] | None:
         from flows.warehouse import connect_warehouse
 
         with connect_warehouse(self.settings) as conn:
-            row = conn.execute(
+            return conn.execute(
                 "select fingerprint, execution_time from ops.sqlmesh_runs where environment = %s",
                 (environment,),
             ).fetchone()
-        return row == (project_fingerprint(self.settings), self.execution_time)
+
+    def applied(self, environment: str) -> bool:
+        """The last successful run of `environment` ran these very project files: a plan would
+        change nothing, and only backfill what the run does anyway (twice the work, and the
+        plan stops at the last whole interval)."""
+        last = self._last_run(environment)
+        return last is not None and last[0] == project_fingerprint(self.settings)
+
+    def up_to_date(self, environment: str) -> bool:
+        """The last successful run of `environment` ran these project files at this execution
+        time: SQLMesh would find nothing to do, so it is not even loaded."""
+        return self._last_run(environment) == (
+            project_fingerprint(self.settings),
+            self.execution_time,
+        )
 
     def forget_runs(self) -> None:
         """After SQLMesh ran by hand (whatever it changed), the next run plans again."""
@@ -256,7 +268,7 @@ class Transformation:
         Returns the names of the models the plan touched.
         """
         self._step()
-        if self.up_to_date(environment):
+        if self.applied(environment):
             return []
         step = f"sqlmesh plan ({environment})"
         try:

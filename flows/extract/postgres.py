@@ -132,7 +132,8 @@ def extract_table(
                     key_columns,
                     mode,
                     batch_id,
-                    settings.delete_watch_days,
+                    # Recent by the source's own timeline: its latest change, not our clock.
+                    (high or since) - timedelta(days=settings.delete_watch_days),
                 )
             if since is None or mode == "full":
                 load.record_sweep(warehouse, record_source, entity, now, batch_id)
