@@ -49,6 +49,7 @@ class RunSummary:
     repeated: list[str] = field(default_factory=list)  # feed files whose bytes were loaded before
     ignored: list[str] = field(default_factory=list)  # files in the landing folder not loaded
     data_docs: str | None = None  # GX Data Docs index page
+    feeds_off: str | None = None  # why no feed file was looked for
 
 
 def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:

@@ -29,6 +29,7 @@ from flows.settings import get_settings
 from flows.warehouse import connect_warehouse
 
 FileOutcome = FeedBatchResult | RepeatedFile | IgnoredFile | None
+NO_LANDING = "no LANDING_DIR or S3_BUCKET is set"
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FeedRun:
     ignored: list[IgnoredFile] = field(default_factory=list)  # with why
     discovery: str = ""  # what discovery listed and kept, and how long it took
     files_read: int = 0  # files that became tasks: the only ones read and hashed
+    off: str | None = None  # why no feed was looked for (no landing folder or bucket)
 
     @property
     def resent(self) -> list[str]:
@@ -148,6 +150,9 @@ def extract_feeds_flow(source: FileSource = "landing", bucket: S3Bucket | None =
     settings = get_settings()
     if source not in ("landing", "s3"):
         raise ValueError(f"source must be 'landing' or 's3', not {source!r}")
+    if source == "landing" and settings.landing_path is None:
+        # A server warehouse gets no demo landing folder: feeds wait until one is named.
+        return FeedRun(off=NO_LANDING)
     if source == "s3":
         bucket = bucket or s3_bucket_from_settings(settings)
     with connect_warehouse(autocommit=True) as conn:
