@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # boto3 and prefect-aws cost a second to import: only S3 need
     from prefect_aws import S3Bucket
 
 FileOutcome = FeedBatchResult | RepeatedFile | IgnoredFile | None
+NO_LANDING = "no LANDING_DIR or S3_BUCKET is set"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class FeedRun:
     ignored: list[IgnoredFile] = field(default_factory=list)  # with why
     discovery: str = ""  # what discovery listed and kept, and how long it took
     files_read: int = 0  # files that became tasks: the only ones read and hashed
+    off: str | None = None  # why no feed was looked for (no landing folder or bucket)
 
     @property
     def resent(self) -> list[str]:
@@ -158,6 +160,9 @@ def load_new_feed_files(source: FileSource = "landing", bucket: S3Bucket | None 
     settings = get_settings()
     if source not in ("landing", "s3"):
         raise ValueError(f"source must be 'landing' or 's3', not {source!r}")
+    if source == "landing" and settings.landing_path is None:
+        # A server warehouse gets no demo landing folder: feeds wait until one is named.
+        return FeedRun(off=NO_LANDING)
     if source == "s3":
         from flows.extract.s3 import s3_bucket_from_settings
 
