@@ -219,7 +219,7 @@ def record_failed_batch(
         if isinstance(error, BatchRejectedError):
             record_dq_results(conn, batch_id, entity, error.stats)
         if isinstance(error, BatchRejectedError | SchemaDriftError):
-            raise_alert(conn, "error", source, entity, batch_id, str(error))
+            raise_alert(conn, "critical", source, entity, batch_id, str(error))
     return batch_id
 
 

@@ -7,6 +7,7 @@ import os
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,6 +100,35 @@ class Settings(BaseSettings):
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3
     task_retry_delay_seconds: float = 2.0
+
+    # Logs: `text` for people, `json` for a log platform (one object a line, with the flow run id
+    # as the correlation id).
+    log_format: Literal["text", "json"] = "text"
+
+    # Alerting (flows/alerts.py): where notifications go, through Prefect's notification blocks.
+    # Each is a secret (a webhook URL is its own credential). Unset: alerts stay in ops.alerts.
+    alert_slack_webhook_url: SecretStr | None = None  # Slack, or any Slack-compatible webhook
+    alert_webhook_url: SecretStr | None = None  # a generic webhook: the alert as JSON fields
+    alert_email_url: SecretStr | None = None  # an Apprise mailto:// or mailtos:// URL
+    # The same alert (kind and subject) again within this long is recorded, not sent again.
+    alert_repeat_minutes: float = Field(default=60.0, ge=0)
+    # A run whose data-quality score (share of its new rows that passed contract and silver) is
+    # below this raises a warning.
+    dq_score_min: float = Field(default=99.0, ge=0, le=100)
+    # Per source, the hours it may deliver nothing before a warning: the core bank (any of its
+    # tables) and each feed. A source not listed is not watched.
+    freshness_limit_hours: dict[str, float] = Field(
+        default_factory=lambda: {
+            "corebank": 24.0,
+            "interactions": 36.0,
+            "opportunities": 36.0,
+            "orders": 36.0,
+        }
+    )
+
+    # Retention (flows/retention.py): quarantine rows resolved, ops logs and raw versions the
+    # vault absorbed are removed once older than this (weekly maintenance; `bankdw cleanup`).
+    retention_days: int = Field(default=400, ge=0)
 
     @field_validator("warehouse_url", "source_url")
     @classmethod

@@ -36,9 +36,23 @@ class TransformError(RuntimeError):
 
 @dataclass
 class FailureLog:
-    """What SQLMesh reported as failed while a step ran."""
+    """What SQLMesh reported while a step ran: failures, and each model's audits."""
 
     errors: list[str] = field(default_factory=list)
+    # model -> [audits passed, audits failed], summed over the intervals the step evaluated
+    audits: dict[str, list[int]] = field(default_factory=dict)
+    # model -> what its failing audits found
+    failed_audits: dict[str, str] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.errors.clear()
+        self.audits.clear()
+        self.failed_audits.clear()
+
+
+def model_name(snapshot_name: str) -> str:
+    """'"warehouse"."vault"."x"' -> 'vault.x'."""
+    return snapshot_name.replace('"', "").split(".", 1)[-1]
 
 
 def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
@@ -58,11 +72,15 @@ def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
+def failed_model(error: Exception) -> str:
+    """The model a SQLMesh node failure names (`vault.x`), or 'sqlmesh'."""
+    node = getattr(error, "node", None)
+    return model_name(getattr(node, "snapshot_name", None) or str(node or "sqlmesh"))
+
+
 def describe_failure(error: Exception) -> str:
     """'model: what failed', with each failing audit's name, arguments and row count."""
-    node = getattr(error, "node", None)
-    model = getattr(node, "snapshot_name", None) or str(node or "sqlmesh")
-    model = model.replace('"', "").split(".", 1)[-1]  # "warehouse"."vault"."x" -> vault.x
+    model = failed_model(error)
     cause = error.__cause__ or error
     audits = getattr(cause, "errors", None)
     if audits:
@@ -98,12 +116,24 @@ def _console(log: FailureLog):  # type: ignore[no-untyped-def]
 
     class RecordingConsole(base):  # type: ignore[valid-type, misc]
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
-            log.errors.extend(describe_failure(error) for error in errors)
+            for error in errors:
+                described = describe_failure(error)
+                log.errors.append(described)
+                audits = getattr(error.__cause__ or error, "errors", None)
+                if audits:
+                    model = failed_model(error)
+                    log.failed_audits[model] = described.split(": ", 1)[-1]
+                    log.audits.setdefault(model, [0, 0])[1] += len(audits)
             super().log_failed_models(errors)
 
         def update_snapshot_evaluation_progress(
             self, snapshot, interval, batch_idx, duration_ms, *args, **kwargs
         ):  # type: ignore[no-untyped-def,override]
+            passed = args[0] if args else kwargs.get("num_audits_passed", 0)
+            failed = args[1] if len(args) > 1 else kwargs.get("num_audits_failed", 0)
+            counts = log.audits.setdefault(model_name(snapshot.name), [0, 0])
+            counts[0] += passed or 0
+            counts[1] += failed or 0
             for listener in evaluation_listeners:
                 listener(snapshot.name, (duration_ms or 0) / 1000)
             super().update_snapshot_evaluation_progress(
@@ -157,6 +187,44 @@ def _raise(step: str, log: FailureLog, fallback: str, retryable: bool = True) ->
     raise TransformError(f"{step} failed: {detail}", retryable=retryable)
 
 
+@dataclass
+class PlanSummary:
+    """What a plan changed in an environment, model by model (names like `gold.dim_account`)."""
+
+    environment: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    directly_modified: dict[str, str] = field(default_factory=dict)  # model -> change category
+    indirectly_modified: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)  # models whose intervals it computed
+
+    @classmethod
+    def of(cls, environment: str, plan: t.Any) -> PlanSummary:  # plan: sqlmesh Plan
+        diff = plan.context_diff
+        snapshots = plan.snapshots
+        direct = {
+            model_name(snapshots[s].name): (
+                snapshots[s].change_category.name.lower()
+                if snapshots[s].change_category
+                else "uncategorized"
+            )
+            for s in plan.directly_modified
+        }
+        indirect = {model_name(s.name) for ids in plan.indirectly_modified.values() for s in ids}
+        return cls(
+            environment,
+            added=sorted(model_name(s.name) for s in diff.added),
+            removed=sorted(model_name(s.name) for s in diff.removed_snapshots),
+            directly_modified=dict(sorted(direct.items())),
+            indirectly_modified=sorted(indirect - set(direct)),
+            backfilled=sorted({model_name(i.name) for i in plan.missing_intervals}),
+        )
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.directly_modified)
+
+
 class Transformation:
     """One transformation of the warehouse: the SQLMesh lock, one Context, one execution time.
 
@@ -179,6 +247,7 @@ class Transformation:
         self.log = FailureLog()
         self._context: Context | None = None
         self.publication: Publication | None = None
+        self.last_plan: PlanSummary | None = None  # what the last plan() changed
 
     def open(self) -> Transformation:
         """Take the lock and publish (idempotent: `with` on an open one keeps it)."""
@@ -271,10 +340,42 @@ class Transformation:
                 (environment, project_fingerprint(self.settings), self.execution_time),
             )
 
+    def _record_audits(self, environment: str) -> None:
+        """The latest audit results per model of `environment` (ops.audit_results)."""
+        if not self.log.audits:
+            return
+        from prefect.runtime import flow_run
+
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings) as conn, conn.cursor() as cur:
+            cur.executemany(
+                """
+                insert into ops.audit_results
+                    (environment, model, audits_passed, audits_failed, detail, run_id)
+                values (%s, %s, %s, %s, %s, %s)
+                on conflict (environment, model) do update
+                set audits_passed = excluded.audits_passed,
+                    audits_failed = excluded.audits_failed, detail = excluded.detail,
+                    run_id = excluded.run_id, checked_at = clock_timestamp()
+                """,
+                [
+                    (
+                        environment,
+                        model,
+                        passed,
+                        failed,
+                        self.log.failed_audits.get(model),
+                        flow_run.id,
+                    )
+                    for model, (passed, failed) in sorted(self.log.audits.items())
+                ],
+            )
+
     def _step(self) -> None:
         """Before each step: the lock is still ours, and no error of a previous step lingers."""
         self.lock.ensure_held()
-        self.log.errors.clear()
+        self.log.clear()
 
     def plan(self, environment: str = "prod") -> list[str]:
         """Plan the project against `environment` and apply it (backfilling what changed).
@@ -282,7 +383,9 @@ class Transformation:
         Returns the names of the models the plan touched.
         """
         self._step()
+        self.last_plan = None
         if self.applied(environment):
+            self.last_plan = PlanSummary(environment)
             return []
         step = f"sqlmesh plan ({environment})"
         try:
@@ -298,9 +401,22 @@ class Transformation:
             self.log.errors.append(str(err).strip())
             self._discard_context()
             _raise(step, self.log, type(err).__name__)
+        finally:
+            self._record_audits(environment)
         if self.log.errors:
             _raise(step, self.log, "see the log above")
+        self.last_plan = PlanSummary.of(environment, plan)
+        if environment == "prod":
+            self.grant_readers()
         return sorted(s.name for s in plan.new_snapshots)
+
+    def grant_readers(self) -> None:
+        """After prod's views changed: the analyst role reads prod's gold (sql/roles)."""
+        from flows.roles import grant_gold_to_analyst
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings, autocommit=True) as conn:
+            grant_gold_to_analyst(conn)
 
     def run(self, environment: str = "prod") -> bool:
         """Run every model for the intervals due up to the execution time, including today's
@@ -322,11 +438,70 @@ class Transformation:
             self.log.errors.append(str(err).strip())
             self._discard_context()
             _raise(step, self.log, type(err).__name__)
+        finally:
+            self._record_audits(environment)
         if status.is_failure or self.log.errors:
             audit_failed = any("audit " in e for e in self.log.errors)
             _raise(step, self.log, "see the log above", retryable=not audit_failed)
         self._record_run(environment)
         return True
+
+    def promote(self, source: str = "staging") -> PlanSummary:
+        """Make prod what `source` is, as a virtual update: prod's views are pointed at the tables
+        `source` built and filled; no table is built and no interval computed.
+
+        `source` is first run up to this transformation's execution time (in its own tables),
+        so that prod loses no interval it had. Refused when the project files are not those
+        `source` was planned with (prod would get something nobody checked in `source`), or when
+        prod's plan would still compute something.
+        """
+        self.run(source)
+        self._step()
+        step = f"promote ({source} to prod)"
+        context = self.context
+        staged_env = context.state_reader.get_environment(source)
+        if staged_env is None:
+            raise TransformError(
+                f"{step} failed: there is no environment {source}; plan it first "
+                f"(bankdw plan {source})",
+                retryable=False,
+            )
+        staged = {s.name: s.snapshot_id for s in staged_env.snapshots}
+        local = {s.name: s.snapshot_id for s in context.snapshots.values()}
+        differ = sorted(
+            model_name(n) for n in staged.keys() | local.keys() if staged.get(n) != local.get(n)
+        )
+        if differ:
+            raise TransformError(
+                f"{step} refused: the project files are not what {source} was planned with "
+                f"({', '.join(differ[:5])}{' …' if len(differ) > 5 else ''}); check out the "
+                f"commit {source} was built from, or plan {source} again and check it",
+                retryable=False,
+            )
+        try:
+            plan = context.plan_builder(
+                "prod", execution_time=self.execution_time, skip_tests=True
+            ).build()
+            if plan.new_snapshots or plan.missing_intervals:
+                work = sorted({model_name(i.name) for i in plan.missing_intervals})
+                raise TransformError(
+                    f"{step} refused: prod's plan would compute {', '.join(work) or 'new tables'}"
+                    f" instead of reusing {source}'s; run {source} (bankdw plan {source}) and "
+                    "promote again",
+                    retryable=False,
+                )
+            context.apply(plan)
+        except TransformError:
+            raise
+        except Exception as err:
+            self.log.errors.append(str(err).strip())
+            self._discard_context()
+            _raise(step, self.log, type(err).__name__)
+        self.last_plan = PlanSummary.of("prod", plan)
+        self.grant_readers()
+        # Prod now holds `source`'s snapshots, complete up to this execution time: as if run.
+        self._record_run("prod")
+        return self.last_plan
 
     def rebuild(self, models: list[str], environment: str = "prod") -> None:
         """Rebuild `models` (and what depends on them) from raw, in one pass, then run on.
