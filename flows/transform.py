@@ -29,25 +29,17 @@ class TransformError(RuntimeError):
     `retryable` is False when retrying cannot help (an audit found bad data).
     """
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, audit_failed: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.audit_failed = audit_failed  # an audit found bad data (flows/alerts.py: its own alert)
 
 
 @dataclass
 class FailureLog:
-    """What SQLMesh reported while a step ran: failures, and each model's audits."""
+    """What SQLMesh reported as failed while a step ran."""
 
     errors: list[str] = field(default_factory=list)
-    # model -> [audits passed, audits failed], summed over the intervals the step evaluated
-    audits: dict[str, list[int]] = field(default_factory=dict)
-    # model -> what its failing audits found
-    failed_audits: dict[str, str] = field(default_factory=dict)
-
-    def clear(self) -> None:
-        self.errors.clear()
-        self.audits.clear()
-        self.failed_audits.clear()
 
 
 def model_name(snapshot_name: str) -> str:
@@ -116,24 +108,12 @@ def _console(log: FailureLog):  # type: ignore[no-untyped-def]
 
     class RecordingConsole(base):  # type: ignore[valid-type, misc]
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
-            for error in errors:
-                described = describe_failure(error)
-                log.errors.append(described)
-                audits = getattr(error.__cause__ or error, "errors", None)
-                if audits:
-                    model = failed_model(error)
-                    log.failed_audits[model] = described.split(": ", 1)[-1]
-                    log.audits.setdefault(model, [0, 0])[1] += len(audits)
+            log.errors.extend(describe_failure(error) for error in errors)
             super().log_failed_models(errors)
 
         def update_snapshot_evaluation_progress(
             self, snapshot, interval, batch_idx, duration_ms, *args, **kwargs
         ):  # type: ignore[no-untyped-def,override]
-            passed = args[0] if args else kwargs.get("num_audits_passed", 0)
-            failed = args[1] if len(args) > 1 else kwargs.get("num_audits_failed", 0)
-            counts = log.audits.setdefault(model_name(snapshot.name), [0, 0])
-            counts[0] += passed or 0
-            counts[1] += failed or 0
             for listener in evaluation_listeners:
                 listener(snapshot.name, (duration_ms or 0) / 1000)
             super().update_snapshot_evaluation_progress(
@@ -182,9 +162,11 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def _raise(step: str, log: FailureLog, fallback: str, retryable: bool = True) -> t.NoReturn:
+def _raise(
+    step: str, log: FailureLog, fallback: str, retryable: bool = True, audit_failed: bool = False
+) -> t.NoReturn:
     detail = "; ".join(dict.fromkeys(log.errors)) or fallback
-    raise TransformError(f"{step} failed: {detail}", retryable=retryable)
+    raise TransformError(f"{step} failed: {detail}", retryable=retryable, audit_failed=audit_failed)
 
 
 @dataclass
@@ -217,7 +199,7 @@ class PlanSummary:
             removed=sorted(model_name(s.name) for s in diff.removed_snapshots),
             directly_modified=dict(sorted(direct.items())),
             indirectly_modified=sorted(indirect - set(direct)),
-            backfilled=sorted({model_name(i.name) for i in plan.missing_intervals}),
+            backfilled=sorted({model_name(i.snapshot_id.name) for i in plan.missing_intervals}),
         )
 
     @property
@@ -340,42 +322,10 @@ class Transformation:
                 (environment, project_fingerprint(self.settings), self.execution_time),
             )
 
-    def _record_audits(self, environment: str) -> None:
-        """The latest audit results per model of `environment` (ops.audit_results)."""
-        if not self.log.audits:
-            return
-        from prefect.runtime import flow_run
-
-        from flows.warehouse import connect_warehouse
-
-        with connect_warehouse(self.settings) as conn, conn.cursor() as cur:
-            cur.executemany(
-                """
-                insert into ops.audit_results
-                    (environment, model, audits_passed, audits_failed, detail, run_id)
-                values (%s, %s, %s, %s, %s, %s)
-                on conflict (environment, model) do update
-                set audits_passed = excluded.audits_passed,
-                    audits_failed = excluded.audits_failed, detail = excluded.detail,
-                    run_id = excluded.run_id, checked_at = clock_timestamp()
-                """,
-                [
-                    (
-                        environment,
-                        model,
-                        passed,
-                        failed,
-                        self.log.failed_audits.get(model),
-                        flow_run.id,
-                    )
-                    for model, (passed, failed) in sorted(self.log.audits.items())
-                ],
-            )
-
     def _step(self) -> None:
         """Before each step: the lock is still ours, and no error of a previous step lingers."""
         self.lock.ensure_held()
-        self.log.clear()
+        self.log.errors.clear()
 
     def plan(self, environment: str = "prod") -> list[str]:
         """Plan the project against `environment` and apply it (backfilling what changed).
@@ -401,8 +351,6 @@ class Transformation:
             self.log.errors.append(str(err).strip())
             self._discard_context()
             _raise(step, self.log, type(err).__name__)
-        finally:
-            self._record_audits(environment)
         if self.log.errors:
             _raise(step, self.log, "see the log above")
         self.last_plan = PlanSummary.of(environment, plan)
@@ -438,11 +386,15 @@ class Transformation:
             self.log.errors.append(str(err).strip())
             self._discard_context()
             _raise(step, self.log, type(err).__name__)
-        finally:
-            self._record_audits(environment)
         if status.is_failure or self.log.errors:
             audit_failed = any("audit " in e for e in self.log.errors)
-            _raise(step, self.log, "see the log above", retryable=not audit_failed)
+            _raise(
+                step,
+                self.log,
+                "see the log above",
+                retryable=not audit_failed,
+                audit_failed=audit_failed,
+            )
         self._record_run(environment)
         return True
 
@@ -451,15 +403,15 @@ class Transformation:
         `source` built and filled; no table is built and no interval computed.
 
         `source` is first run up to this transformation's execution time (in its own tables),
-        so that prod loses no interval it had. Refused when the project files are not those
-        `source` was planned with (prod would get something nobody checked in `source`), or when
-        prod's plan would still compute something.
+        so that prod loses no interval it had. Refused, before any work, when the project files
+        are not those `source` was planned with (prod would get something nobody checked in
+        `source`); refused too when prod's plan would still compute something.
         """
-        self.run(source)
         self._step()
         step = f"promote ({source} to prod)"
-        context = self.context
-        staged_env = context.state_reader.get_environment(source)
+        if source == "prod":
+            raise TransformError(f"{step}: prod cannot be promoted to itself", retryable=False)
+        staged_env = self.context.state_reader.get_environment(source)
         if staged_env is None:
             raise TransformError(
                 f"{step} failed: there is no environment {source}; plan it first "
@@ -467,7 +419,7 @@ class Transformation:
                 retryable=False,
             )
         staged = {s.name: s.snapshot_id for s in staged_env.snapshots}
-        local = {s.name: s.snapshot_id for s in context.snapshots.values()}
+        local = {s.name: s.snapshot_id for s in self.context.snapshots.values()}
         differ = sorted(
             model_name(n) for n in staged.keys() | local.keys() if staged.get(n) != local.get(n)
         )
@@ -478,12 +430,15 @@ class Transformation:
                 f"commit {source} was built from, or plan {source} again and check it",
                 retryable=False,
             )
+        self.run(source)
+        self._step()
+        context = self.context
         try:
             plan = context.plan_builder(
                 "prod", execution_time=self.execution_time, skip_tests=True
             ).build()
             if plan.new_snapshots or plan.missing_intervals:
-                work = sorted({model_name(i.name) for i in plan.missing_intervals})
+                work = sorted({model_name(i.snapshot_id.name) for i in plan.missing_intervals})
                 raise TransformError(
                     f"{step} refused: prod's plan would compute {', '.join(work) or 'new tables'}"
                     f" instead of reusing {source}'s; run {source} (bankdw plan {source}) and "

@@ -2,9 +2,8 @@
 -- vault, no environment such as gold__staging). A group role without login: people log in as
 -- their own roles, granted `analyst` (`create role alice login in role analyst`).
 --
--- Created here only where the pipeline may create roles (the embedded demo, a superuser); on a
--- server an administrator runs this part once (docker-compose.yml's init script does). A fuller
--- analyst role (masked personal data) belongs to a later issue.
+-- bankdw runs this only where its own role may create roles (the embedded demo, a superuser); on
+-- a server an administrator runs it once. Masked personal data for analysts is issue 11's.
 do $$
 begin
     if not exists (select from pg_roles where rolname = 'analyst') then
