@@ -11,7 +11,7 @@ Three channels, each configured by one secret setting (a webhook URL is its own 
   Apprise, like Prefect's own).
 
 The blocks are built in memory for each alert, never saved to a Prefect server: their secrets
-stay in the settings. In server mode, Prefect's automations (automations/) reuse saved blocks.
+stay in the settings.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def _send_slack(url: SecretStr, note: Notification) -> None:
 
     if SLACK_HOST.match(url.get_secret_value()):
         block = SlackWebhook(url=url, notify_type=NOTIFY_TYPE[note.severity])
-        block.notify(note.body, note.subject)
+        with block.raise_on_failure():  # Apprise's blocks only log a failure otherwise
+            block.notify(note.body, note.subject)
         return
     # One placeholder, filled with the whole text: the block substitutes values without reading
     # placeholders inside them, so a message holding `{{...}}` is sent as it is.
@@ -136,7 +137,9 @@ def _send_webhook(url: SecretStr, note: Notification) -> None:
 def _send_email(url: SecretStr, note: Notification) -> None:
     global _email_block
     _email_block = _email_block or _email_block_type()
-    _email_block(url=url, notify_type=NOTIFY_TYPE[note.severity]).notify(note.body, note.subject)
+    block = _email_block(url=url, notify_type=NOTIFY_TYPE[note.severity])
+    with block.raise_on_failure():
+        block.notify(note.body, note.subject)
 
 
 def channels(settings: Settings) -> dict[str, Callable[[Notification], None]]:

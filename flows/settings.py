@@ -7,7 +7,6 @@ import os
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,10 +100,6 @@ class Settings(BaseSettings):
     task_retries: int = 3
     task_retry_delay_seconds: float = 2.0
 
-    # Logs: `text` for people, `json` for a log platform (one object a line, with the flow run id
-    # as the correlation id).
-    log_format: Literal["text", "json"] = "text"
-
     # Alerting (flows/alerts.py): where notifications go, through Prefect's notification blocks.
     # Each is a secret (a webhook URL is its own credential). Unset: alerts stay in ops.alerts.
     alert_slack_webhook_url: SecretStr | None = None  # Slack, or any Slack-compatible webhook
@@ -112,11 +107,12 @@ class Settings(BaseSettings):
     alert_email_url: SecretStr | None = None  # an Apprise mailto:// or mailtos:// URL
     # The same alert (kind and subject) again within this long is recorded, not sent again.
     alert_repeat_minutes: float = Field(default=60.0, ge=0)
-    # A run whose data-quality score (share of its new rows that passed contract and silver) is
-    # below this raises a warning.
-    dq_score_min: float = Field(default=99.0, ge=0, le=100)
-    # Per source, the hours it may deliver nothing before a warning: the core bank (any of its
-    # tables) and each feed. A source not listed is not watched.
+    # Per entity and run, the share of rows read (in %) that passed the contract, under which a
+    # warning is raised (a batch over REJECT_THRESHOLD is refused whole, a critical alert).
+    dq_score_min: float = Field(default=98.0, ge=0, le=100)
+    # Per source, the hours it may deliver nothing before a warning: a record source (the core
+    # bank: any of its tables) or a feed. A source not listed is not watched. As JSON in the
+    # environment: FRESHNESS_LIMIT_HOURS='{"corebank": 24, "orders": 36}'.
     freshness_limit_hours: dict[str, float] = Field(
         default_factory=lambda: {
             "corebank": 24.0,
@@ -125,10 +121,6 @@ class Settings(BaseSettings):
             "orders": 36.0,
         }
     )
-
-    # Retention (flows/retention.py): quarantine rows resolved, ops logs and raw versions the
-    # vault absorbed are removed once older than this (weekly maintenance; `bankdw cleanup`).
-    retention_days: int = Field(default=400, ge=0)
 
     @field_validator("warehouse_url", "source_url")
     @classmethod

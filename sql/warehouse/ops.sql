@@ -238,34 +238,3 @@ update ops.alerts set severity = 'critical' where severity = 'error';
 create index if not exists alerts_pending on ops.alerts (alert_id) where notified_at is null;
 create index if not exists alerts_flow_run on ops.alerts (flow_run_id);
 create index if not exists alerts_raised_at on ops.alerts (raised_at);
-
--- One row per pipeline run (bankdw run, a deployment's run, transform, promote, maintenance):
--- what `bankdw status` shows, and what each run's Prefect table artifact repeats.
-create table if not exists ops.pipeline_runs (
-    run_id          text primary key,       -- Prefect's flow run id: the correlation id of its logs
-    flow            text not null,
-    deployment      text,                   -- null when started by hand
-    environment     text,                   -- the SQLMesh environment it built, if any
-    started_at      timestamptz not null default clock_timestamp(),
-    finished_at     timestamptz,
-    status          text not null check (status in ('running', 'completed', 'failed', 'crashed')),
-    rows_per_layer  jsonb not null default '{}',  -- {"raw": n, "silver": n, "vault": n, "gold": n}
-    rows_in         bigint,                 -- rows this run extracted
-    rows_rejected   bigint,                 -- of those, quarantined by a contract or held back by silver
-    dq_score        numeric(6, 2),          -- 100 * (1 - rows_rejected / rows_in); null: nothing new
-    alerts_sent     int not null default 0,
-    error           text
-);
-create index if not exists pipeline_runs_started on ops.pipeline_runs (started_at desc);
-
--- The latest audit results per SQLMesh environment and model (audits run as each model is built).
-create table if not exists ops.audit_results (
-    environment     text not null,
-    model           text not null,
-    audits_passed   int not null,
-    audits_failed   int not null,
-    detail          text,                   -- the failing audits, when any
-    run_id          text,
-    checked_at      timestamptz not null default clock_timestamp(),
-    primary key (environment, model)
-);
