@@ -267,10 +267,13 @@ def on_task_failure(task, task_run, state) -> None:  # type: ignore[no-untyped-d
     already raised its own alert (load.record_failed_batch); it is only sent here. An audit that
     found bad data is an `audit_failed` alert rather than a failed step.
     """
+    from flows import runtime
     from flows.quality.drift import SchemaDriftError
     from flows.quality.results import BatchRejectedError
     from flows.transform import TransformError
 
+    if runtime.stopping():  # a person stopped bankdw: nothing to tell them, and exit at once
+        return
     error: BaseException | None = None
     try:
         state.result()

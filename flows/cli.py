@@ -512,12 +512,13 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
     batches committed since the last transformation (e.g. `bankdw sqlmesh plan staging`)."""
     from sqlmesh.cli.main import cli
 
-    from flows.transform import Transformation
+    from flows.transform import Transformation, export_connection_env
 
     settings = get_settings()
     _show_targets()
     try:
         with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)) as t:
+            export_connection_env(settings)  # config.yaml's connection, for SQLMesh's own CLI
             try:
                 code = cli.main(
                     args=["--paths", str(settings.project_root), *ctx.args],

@@ -197,8 +197,12 @@ def _flow_run_id() -> str | None:
 
 
 def _alert_on_flow_failure(flow, flow_run, state) -> None:  # type: ignore[no-untyped-def]
-    """A flow that failed: its tasks' alerts (and any recorded before the failure) are sent."""
-    send_pending()
+    """A flow that failed: its tasks' alerts (and any recorded before the failure) are sent;
+    not when a person stopped bankdw (the process exits at once)."""
+    from flows import runtime
+
+    if not runtime.stopping():
+        send_pending()
 
 
 @flow(name="bankdw-extract", on_failure=[_alert_on_flow_failure])
