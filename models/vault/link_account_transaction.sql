@@ -36,5 +36,7 @@ where p.arrival = 1
   and not exists (select 1 from already_held as a where a.account_transaction_hk = p.account_transaction_hk);
 
 @create_index(account_transaction_hk);
+/* gold.fact_transactions looks up the account of each transaction that changed */
+@create_index(transaction_hk);
 @create_index(load_ts);
 @analyze_table();
