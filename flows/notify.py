@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from prefect.blocks.notifications import AbstractAppriseNotificationBlock
 from pydantic import SecretStr
 
 from flows.settings import Settings
@@ -87,20 +88,13 @@ class Notification:
         }
 
 
-def _email_block_type():  # type: ignore[no-untyped-def]
+class EmailNotification(AbstractAppriseNotificationBlock):
     """A notification block for Apprise's mailto:// URLs (Prefect ships none for plain SMTP)."""
-    from prefect.blocks.notifications import AbstractAppriseNotificationBlock
 
-    class EmailNotification(AbstractAppriseNotificationBlock):
-        _block_type_name = "bankdw E-mail"
-        _block_type_slug = "bankdw-email"
+    _block_type_name = "bankdw E-mail"
+    _block_type_slug = "bankdw-email"
 
-        url: SecretStr
-
-    return EmailNotification
-
-
-_email_block = None
+    url: SecretStr
 
 
 def _send_slack(url: SecretStr, note: Notification) -> None:
@@ -135,9 +129,7 @@ def _send_webhook(url: SecretStr, note: Notification) -> None:
 
 
 def _send_email(url: SecretStr, note: Notification) -> None:
-    global _email_block
-    _email_block = _email_block or _email_block_type()
-    block = _email_block(url=url, notify_type=NOTIFY_TYPE[note.severity])
+    block = EmailNotification(url=url, notify_type=NOTIFY_TYPE[note.severity])
     with block.raise_on_failure():
         block.notify(note.body, note.subject)
 
