@@ -201,6 +201,14 @@ def simulate(
     bad_rate: Annotated[
         float | None, typer.Option(min=0.0, max=0.5, help="Share of known bad records.")
     ] = None,
+    aml_cases: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=100.0,
+            help="AML cases of each rule planted per 30 days per 1,000 customers (0: none).",
+        ),
+    ] = None,
     source_url: Annotated[
         str | None,
         typer.Option(
@@ -231,6 +239,7 @@ def simulate(
                 scale=scale or settings.sim_scale,
                 seed=settings.sim_seed if seed is None else seed,
                 bad_rate=settings.sim_bad_rate if bad_rate is None else bad_rate,
+                aml_cases=settings.sim_aml_cases if aml_cases is None else aml_cases,
                 start_date=settings.sim_start_date,
                 progress=lambda done, total: progress.update(bar, completed=done),
             )

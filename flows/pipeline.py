@@ -42,6 +42,7 @@ def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
         scale=scale or settings.sim_scale,
         seed=settings.sim_seed,
         bad_rate=settings.sim_bad_rate,
+        aml_cases=settings.sim_aml_cases,
         start_date=settings.sim_start_date,
         landing_dir=settings.landing_path,
     )
