@@ -56,6 +56,7 @@ class RunSummary:
     resent: list[str] = field(default_factory=list)  # feed files re-sent with new content
     repeated: list[str] = field(default_factory=list)  # feed files whose bytes were loaded before
     ignored: list[str] = field(default_factory=list)  # files in the landing folder not loaded
+    feeds_off: str | None = None  # why no feed file was looked for
 
 
 def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:

@@ -8,6 +8,7 @@ new batches until its last step ends.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import typing as t
 from dataclasses import dataclass, field
@@ -82,12 +83,20 @@ def describe_failure(error: Exception) -> str:
 evaluation_listeners: list[t.Callable[[str, float], None]] = []
 
 
-def _console(log: FailureLog):
-    from sqlmesh.core.console import TerminalConsole
+def _console(log: FailureLog):  # type: ignore[no-untyped-def]
+    """SQLMesh's console, keeping the failures to raise them with a cause.
 
-    class RecordingConsole(TerminalConsole):
-        """SQLMesh's terminal console that also keeps the failures, to raise them with a cause."""
+    Quiet unless --verbose: a line per model and per audit on every run tells a person nothing
+    they act on (the run summary has the counts; a failure is raised with its model and audit).
+    Its warnings go to the log (and the screen) instead.
+    """
+    from sqlmesh.core.console import NoopConsole, TerminalConsole
 
+    from flows.logs import verbose
+
+    base = TerminalConsole if verbose() else NoopConsole
+
+    class RecordingConsole(base):  # type: ignore[valid-type, misc]
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
             log.errors.extend(describe_failure(error) for error in errors)
             super().log_failed_models(errors)
@@ -104,6 +113,11 @@ def _console(log: FailureLog):
         def log_error(self, message: str, *args, **kwargs) -> None:  # type: ignore[override]
             log.errors.append(str(message).strip())
             super().log_error(message, *args, **kwargs)
+
+        def log_warning(self, short_message: str, *args, **kwargs) -> None:  # type: ignore[override]
+            if base is NoopConsole:
+                logging.getLogger("sqlmesh").warning("%s", short_message)
+            super().log_warning(short_message, *args, **kwargs)
 
     return RecordingConsole()
 

@@ -14,16 +14,16 @@ from flows.simulate.aml import DEFAULT_RATE, RULES
 from flows.simulate.feeds import FEEDS, write_feed_files
 from flows.simulate.generator import BAD_KINDS, RATES, Rates, generate_day
 from flows.simulate.rows import DayChanges, SimState
-from flows.simulate.writer import apply_changes, apply_schema, lock_state, read_snapshot, save_state
-
-TABLES = (
-    "products",
-    "customers",
-    "accounts",
-    "account_holders",
-    "account_balances",
-    "transactions",
+from flows.simulate.writer import (
+    SOURCE_TABLES,
+    apply_changes,
+    apply_schema,
+    lock_state,
+    read_snapshot,
+    save_state,
 )
+
+TABLES = SOURCE_TABLES
 
 
 @dataclass
@@ -41,6 +41,7 @@ class SimulationSummary:
     feed_bad_lines: Counter[str] = field(default_factory=Counter)  # "<feed>.<kind>" -> lines
     internal_transfers: int = 0  # transfers between the bank's accounts (two rows each)
     aml_cases: Counter[str] = field(default_factory=Counter)  # rule -> cases completed
+    landing_dir: Path | None = None  # where the feed files went (None: not written)
 
     def add_day(self, changes: DayChanges, wrote_feeds: bool) -> None:
         self.days_simulated += 1
@@ -125,7 +126,7 @@ def simulate(
     CRM/ops files under landing_dir/<feed>/ (rewriting a day gives the same bytes).
     """
     validate_arguments(days, scale, bad_rate, aml_cases)
-    summary = SimulationSummary()
+    summary = SimulationSummary(landing_dir=None if landing_dir is None else Path(landing_dir))
     with psycopg.connect(conninfo) as conn:
         apply_schema(conn)
         for done in range(1, days + 1):
