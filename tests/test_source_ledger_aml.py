@@ -8,14 +8,16 @@ bookkeeping), as the warehouse's alerting will check them; `RULE_WINDOWS` is tha
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import psycopg
 import pytest
+import schwifty
 from psycopg import sql
 
 from flows.quality.contracts import MERCHANT_CATEGORIES, TRANSACTION_CHANNELS
-from flows.simulate import simulate
+from flows.simulate import Rates, simulate
 from flows.simulate.aml import RULES
 from flows.simulate.payments import CHANNELS, MERCHANT_CATEGORY
 
@@ -102,6 +104,20 @@ RULE_WINDOWS = {
             and d.booked_at > g.last_in and d.booked_at <= g.last_in + interval '72 hours'
         group by g.account_id, g.transaction_id, g.window_start, g.received
         having sum(d.amount) >= 0.8 * g.received
+    """,
+    "fan_out": """
+        with outgoing as (
+            select transaction_id, account_id, booked_at, amount, counterparty_account_id
+            from transactions
+            where status = 'booked' and direction = 'debit' and counterparty_account_id is not null
+        )
+        select c.account_id, c.booked_at, max(o.booked_at)
+        from transactions as c
+        join outgoing as o on o.account_id = c.account_id
+            and o.booked_at > c.booked_at and o.booked_at <= c.booked_at + interval '72 hours'
+        where c.status = 'booked' and c.direction = 'credit' and c.amount >= 5000
+        group by c.account_id, c.transaction_id, c.booked_at, c.amount
+        having count(distinct o.counterparty_account_id) >= 5 and sum(o.amount) >= 0.8 * c.amount
     """,
 }
 # The informational variant of the new-account rule: credits in total, not one at a time.
@@ -454,6 +470,32 @@ def test_case_records_match_their_transactions(bank):
     assert overlapping == 0
 
 
+def test_cases_avoid_accounts_the_warehouse_holds_back(bank):
+    """An account with a bad sort code or IBAN has its transactions held back by silver: a case
+    on it could never be alerted, so none is planted there (and the bank does have such)."""
+    accounts = rows(
+        bank,
+        """
+        select a.account_id, a.sort_code, a.iban,
+               exists (select 1 from sim_aml_cases as c
+                       join transactions as t on t.transaction_id = any(c.transaction_ids)
+                       where t.account_id = a.account_id) as in_a_case
+        from accounts as a
+        """,
+    )
+
+    def well_formed(sort_code: str, iban: str) -> bool:
+        return (
+            re.fullmatch(r"\d{2}-\d{2}-\d{2}", sort_code) is not None
+            and schwifty.IBAN(iban, allow_invalid=True).is_valid
+        )
+
+    bad = [a for a in accounts if not well_formed(a[1], a[2])]
+    assert bad
+    assert [a[0] for a in bad if a[3]] == []
+    assert any(a[3] for a in accounts)
+
+
 def test_ordinary_behaviour_stays_below_the_thresholds(bank, capsys):
     """Windows that meet a rule but overlap no planted case of it: the false alerts a correct
     detector would raise. Reported; at most a handful is acceptable, the design aims at none."""
@@ -499,9 +541,10 @@ def test_planted_cases_leave_the_rest_of_the_bank_as_it_was(bank, quiet_bank):
             from transactions as t
             where t.transaction_id not in (
                 select unnest(transaction_ids) from sim_aml_cases
-                union all  -- the legs of cases still under way
+                union all  -- the legs of cases still under way, or abandoned
                 select jsonb_array_elements_text(c -> 'transaction_ids')::bigint
-                from sim_state, jsonb_array_elements(aml_state -> 'open_cases') as c
+                from sim_state, jsonb_array_elements(
+                    (aml_state -> 'open_cases') || (aml_state -> 'abandoned')) as c
             )
         ) as o
     """
@@ -522,8 +565,8 @@ def test_cases_spanning_a_split_run_are_planted_as_in_one_run(new_database):
         "sim_state": "id",
     }
     for table, key in tables.items():
-        query = sql.SQL("select md5(string_agg(t::text, '' order by {})) from {} as t").format(
-            sql.SQL(key), sql.Identifier(table)
+        query = sql.SQL("select md5(string_agg(t::text, '' order by t.{})) from {} as t").format(
+            sql.Identifier(key), sql.Identifier(table)
         )
         assert scalar(one, query) == scalar(split, query), table
     # The split fell inside cases: some were under way at the end of day 5 or 9.
@@ -532,3 +575,38 @@ def test_cases_spanning_a_split_run_are_planted_as_in_one_run(new_database):
         start <= date(2026, 1, boundary) < end.date() for start, end in spans for boundary in (5, 9)
     )
     assert len({r[0] for r in rows(one, "select rule from sim_aml_cases")}) == len(RULES)
+
+
+def test_a_case_whose_account_leaves_is_abandoned_not_recorded(new_database):
+    """Accounts turning dormant or closed stop transacting, planted legs too: with many of them
+    leaving, some cases are abandoned; the recorded ones still meet their rules, and nothing new
+    is made on an account after the day it left (what it had pending may still settle)."""
+    url = new_database("src_aml_leaving")
+    leaving = Rates(becomes_dormant=0.02, becomes_closed=0.02)
+    simulate(url, 20, scale=300, aml_cases=60, bad_rate=0.0, rates=leaving)
+    analyzed(url)
+    abandoned = scalar(url, "select aml_state -> 'abandoned' from sim_state")
+    assert abandoned, "no case was abandoned: the test proves nothing"
+    recorded = {r[0] for r in rows(url, "select case_id from sim_aml_cases")}
+    assert not recorded & {case["case_id"] for case in abandoned}
+    after_leaving = scalar(
+        url,
+        """
+        select count(*) from transactions as t join accounts as a using (account_id)
+        where a.status <> 'open'
+          and (t.created_at at time zone 'UTC')::date > (a.updated_at at time zone 'UTC')::date
+        """,
+    )
+    assert after_leaving == 0
+    found = windows(url)
+    planted = cases(url)
+    assert planted
+    missed = [
+        case
+        for case in planted
+        if not any(
+            account == case[3] and start <= case[6] and end >= case[5]
+            for account, start, end in found[detector_of(case[1], case[2])]
+        )
+    ]
+    assert missed == []

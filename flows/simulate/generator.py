@@ -184,6 +184,7 @@ class DayBuilder:
         self.changes = DayChanges(day_number=self.day_number, day=self.today)
         self.customer_ids = [c.customer_id for c in snapshot.customers]
         self._names: dict[int, str] | None = None
+        self.spoiled_accounts: list[int] = []  # opened today with a bad sort code or IBAN
 
     def build(self) -> DayChanges:
         if self.day_number == 0:
@@ -314,6 +315,7 @@ class DayBuilder:
             else:
                 accounts[index] = row._replace(iban=wrong_checksum_iban(self.rng, row.iban))
             self.changes.bad[kind] += 1
+            self.spoiled_accounts.append(row.account_id)
 
     def open_ledgers(self, brought_forward: bool) -> None:
         """A ledger row for each account opened today: its opening deposit, or, for the
@@ -565,6 +567,7 @@ class DayBuilder:
             rate=self.aml_cases,
             state=aml.AmlState.from_json(state.aml_state),
             next_id=self.next_transaction_id,
+            spoiled=self.spoiled_accounts,
         )
         self.next_transaction_id += len(day.transactions)
         self.changes.transactions.extend(day.transactions)

@@ -138,12 +138,12 @@ alter table sim_state add column if not exists feed_state jsonb not null default
 -- transaction books, when the case first meets its rule (flows/simulate/aml.py states the rules).
 create table if not exists sim_aml_cases (
     case_id         bigint primary key,
-    rule            text not null,          -- structuring | velocity | pass_through | new_account_high_value | fan_in
+    rule            text not null,          -- structuring | velocity | pass_through | new_account_high_value | fan_in | fan_out
     variant         text,                   -- velocity: count (> 10 debits in an hour) | amount (> 50,000 out in 24 hours)
-    account_id      bigint not null,        -- the account the rule fires on (fan_in: the one paid)
+    account_id      bigint not null,        -- the account the rule fires on (fan_in: the one paid; fan_out: the payer)
     customer_id     bigint not null,        -- its primary holder
     window_start    timestamptz not null,   -- booked_at of the case's first transaction
     window_end      timestamptz not null,   -- booked_at of its last
-    transaction_ids bigint[] not null,      -- every transaction planted for it (fan_in: both legs of each transfer in)
+    transaction_ids bigint[] not null,      -- every transaction planted for it (fan_in, fan_out: both legs of each internal transfer)
     planted_on      date not null           -- the simulated day it started
 );
