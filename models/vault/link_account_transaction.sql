@@ -23,14 +23,17 @@ with pairs_in_interval as (
     row_number() over (partition by account_transaction_hk order by load_ts, batch_id) as arrival
   from silver.transactions
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
+),
+already_held as materialized (
+  /* read once, before the first row is written: a self anti-join planned on the empty table of
+     a first build rescans it for every row it writes (quadratic; 400k keys took over 10 min) */
+  select account_transaction_hk from vault.link_account_transaction
+  where load_ts < @start_tstz and account_transaction_hk in (select account_transaction_hk from pairs_in_interval)
 )
 select p.account_transaction_hk, p.account_hk, p.transaction_hk, p.load_ts, p.record_source
 from pairs_in_interval as p
 where p.arrival = 1
-  and not exists (
-    select 1 from vault.link_account_transaction as l
-    where l.account_transaction_hk = p.account_transaction_hk and l.load_ts < @start_tstz
-  );
+  and not exists (select 1 from already_held as a where a.account_transaction_hk = p.account_transaction_hk);
 
 @create_index(account_transaction_hk);
 @create_index(load_ts);

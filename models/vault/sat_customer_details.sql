@@ -21,10 +21,12 @@ with versions_in_interval as (
   from silver.customers
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
 ),
-latest_before_interval as (
+latest_before_interval as materialized (
+  /* read once, before the first row is written: planned on the empty table of a first build, a
+     lookup of it per written row rescans what the statement has written (quadratic) */
   select distinct on (customer_hk) customer_hk, hashdiff
   from vault.sat_customer_details
-  where load_ts < @start_tstz
+  where load_ts < @start_tstz and customer_hk in (select customer_hk from versions_in_interval)
   order by customer_hk, load_ts desc
 ),
 sequenced as (

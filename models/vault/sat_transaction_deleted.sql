@@ -20,7 +20,9 @@ with presence_in_interval as (
   from silver.transactions
   where load_ts between @start_tstz and @end_tstz and (is_deleted or is_valid)
 ),
-state_before_interval as (
+state_before_interval as materialized (
+  /* read once, before the first row is written: planned on the empty table of a first build, a
+     lookup of it per written row rescans what the statement has written (quadratic) */
   select distinct on (transaction_hk) transaction_hk, is_deleted
   from vault.sat_transaction_deleted
   where load_ts < @start_tstz

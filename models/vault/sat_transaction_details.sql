@@ -22,10 +22,12 @@ with versions_in_interval as (
   from silver.transactions
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
 ),
-latest_before_interval as (
+latest_before_interval as materialized (
+  /* read once, before the first row is written: planned on the empty table of a first build, a
+     lookup of it per written row rescans what the statement has written (quadratic) */
   select distinct on (transaction_hk) transaction_hk, hashdiff
   from vault.sat_transaction_details
-  where load_ts < @start_tstz
+  where load_ts < @start_tstz and transaction_hk in (select transaction_hk from versions_in_interval)
   order by transaction_hk, load_ts desc
 ),
 sequenced as (
