@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from flows.simulate.rows import AccountRow, BalanceChange, BalanceRow, TransactionRow
@@ -78,8 +78,3 @@ def balance_changes(booked: Iterable[TransactionRow]) -> list[BalanceChange]:
         BalanceChange(account_id, amount, count, last)
         for account_id, (amount, count, last) in sorted(totals.items())
     ]
-
-
-def is_new(opened_on: date, day: date, days: int) -> bool:
-    """Opened within `days` days before `day` (the high-value rule's notion of a new account)."""
-    return (day - opened_on).days < days

@@ -38,7 +38,6 @@ MERCHANT_CATEGORY = {
     "ARGOS": "retail",
     "BOOTS": "health",  # 5912 drug stores and pharmacies
 }
-MERCHANT_CATEGORIES = ("groceries", "restaurants", "travel", "fuel", "retail", "health")
 
 # Customers pay with their own hands: online banking, the app, or at a branch counter.
 CUSTOMER_CHANNELS = ("online", "mobile", "branch")

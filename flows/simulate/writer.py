@@ -243,8 +243,8 @@ def book_balances(cur: psycopg.Cursor, changes: DayChanges) -> None:
         "create temp table if not exists balance_day (account_id bigint, amount numeric(14, 2),"
         " bookings int, last_booked_at timestamptz) on commit delete rows"
     )
-    columns = "account_id, amount, bookings, last_booked_at"
-    with cur.copy(f"copy balance_day ({columns}) from stdin") as cp:
+    copy = "copy balance_day (account_id, amount, bookings, last_booked_at) from stdin"
+    with cur.copy(copy) as cp:
         for change in changes.balance_changes:
             cp.write_row(change)
     # An account opened today may have booked before the moment it was recorded: the row's
@@ -263,6 +263,7 @@ def book_balances(cur: psycopg.Cursor, changes: DayChanges) -> None:
 
 
 def record_aml_cases(cur: psycopg.Cursor, changes: DayChanges) -> None:
+    """The cases completed today, into the simulator's ground truth (never extracted)."""
     if changes.aml_cases:
         columns = sql.SQL(", ").join(map(sql.Identifier, changes.aml_cases[0]._fields))
         cur.executemany(
