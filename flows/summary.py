@@ -10,7 +10,14 @@ from psycopg import sql
 
 # Tables counted per layer in the run summary, in the order a reader follows the data.
 LAYER_TABLES: dict[str, tuple[str, ...]] = {
-    "raw": ("products", "customers", "accounts", "account_holders", "transactions"),
+    "raw": (
+        "products",
+        "customers",
+        "accounts",
+        "account_holders",
+        "account_balances",
+        "transactions",
+    ),
     "silver": (
         "products",
         "customers",

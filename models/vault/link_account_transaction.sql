@@ -25,15 +25,17 @@ with pairs_in_interval as (
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
 ),
 already_held as materialized (
-  /* read once, before the first row is written: a self anti-join planned on the empty table of
-     a first build rescans it for every row it writes (quadratic; 400k keys took over 10 min) */
+  /* read once, before the first row is written, and probed as a hashed NOT IN: an anti-join on
+     the model's own table, planned when it was empty (a first build) rescanned it for every row
+     written (400k keys: over 10 min); one on this CTE, planned on stale statistics that make
+     both sides one row, rescans the CTE for every key (5k keys: 1.8 s, not 0.07) */
   select account_transaction_hk from vault.link_account_transaction
   where load_ts < @start_tstz and account_transaction_hk in (select account_transaction_hk from pairs_in_interval)
 )
 select p.account_transaction_hk, p.account_hk, p.transaction_hk, p.load_ts, p.record_source
 from pairs_in_interval as p
 where p.arrival = 1
-  and not exists (select 1 from already_held as a where a.account_transaction_hk = p.account_transaction_hk);
+  and p.account_transaction_hk not in (select account_transaction_hk from already_held);
 
 @create_index(account_transaction_hk);
 /* gold.fact_transactions looks up the account of each transaction that changed */

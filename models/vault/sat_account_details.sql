@@ -22,22 +22,22 @@ with versions_in_interval as (
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
 ),
 latest_before_interval as materialized (
-  /* read once, before the first row is written: planned on the empty table of a first build, a
-     lookup of it per written row rescans what the statement has written (quadratic) */
-  select distinct on (account_hk) account_hk, hashdiff
-  from vault.sat_account_details
-  where load_ts < @start_tstz and account_hk in (select account_hk from versions_in_interval)
-  order by account_hk, load_ts desc
+  /* each key's hashdiff before the interval, as one lookup object built before the first row is
+     written: a join would be planned as a nested loop on the model's own table while it fills
+     (a first build: quadratic) or, on stale statistics, over this CTE once per version */
+  select coalesce(jsonb_object_agg(account_hk, hashdiff), '{}') as hashdiffs
+  from (
+    select distinct on (account_hk) account_hk, hashdiff
+    from vault.sat_account_details
+    where load_ts < @start_tstz and account_hk in (select account_hk from versions_in_interval)
+    order by account_hk, load_ts desc
+  ) as latest
 ),
 sequenced as (
   select
     v.*,
-    coalesce(
-      lag(v.hashdiff) over (partition by v.account_hk order by v.load_ts, v.batch_id),
-      l.hashdiff
-    ) as previous_hashdiff
+    lag(v.hashdiff) over (partition by v.account_hk order by v.load_ts, v.batch_id) as previous_in_interval
   from versions_in_interval as v
-  left join latest_before_interval as l on l.account_hk = v.account_hk
 )
 select
   account_hk,
@@ -56,7 +56,12 @@ select
   status,
   opened_on,
   closed_on
-from (select * from sequenced where previous_hashdiff is distinct from hashdiff) as changes;
+from (
+  /* the lookup after the window, so that its sort never carries the lookup object (the function,
+     not `->>`, which sqlglot renders as json_extract_path_text) */
+  select s.* from sequenced as s cross join latest_before_interval as l
+  where coalesce(s.previous_in_interval, jsonb_extract_path_text(l.hashdiffs, s.account_hk)) is distinct from s.hashdiff
+) as changes;
 
 @create_index(account_hk, load_ts);
 @create_index(load_ts);

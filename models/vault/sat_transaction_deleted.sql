@@ -21,35 +21,45 @@ with presence_in_interval as (
   where load_ts between @start_tstz and @end_tstz and (is_deleted or is_valid)
 ),
 state_before_interval as materialized (
-  /* read once, before the first row is written: planned on the empty table of a first build, a
-     lookup of it per written row rescans what the statement has written (quadratic) */
-  select distinct on (transaction_hk) transaction_hk, is_deleted
-  from vault.sat_transaction_deleted
-  where load_ts < @start_tstz
-    and transaction_hk in (select transaction_hk from presence_in_interval)
-  order by transaction_hk, load_ts desc
+  /* each key's state before the interval, as one lookup object built before the first row is
+     written (why not a join: sat_transaction_details) */
+  select coalesce(jsonb_object_agg(transaction_hk, is_deleted), '{}') as states
+  from (
+    select distinct on (transaction_hk) transaction_hk, is_deleted
+    from vault.sat_transaction_deleted
+    where load_ts < @start_tstz
+      and transaction_hk in (select transaction_hk from presence_in_interval)
+    order by transaction_hk, load_ts desc
+  ) as latest
 ),
 sequenced as (
   select
     p.*,
-    coalesce(
-      lag(p.is_deleted) over (partition by p.transaction_hk order by p.load_ts, p.batch_id),
-      b.is_deleted,
-      false /* a key is present until the source deletes it */
-    ) as was_deleted
+    lag(p.is_deleted) over (partition by p.transaction_hk order by p.load_ts, p.batch_id)
+      as previous_in_interval
   from presence_in_interval as p
-  left join state_before_interval as b on b.transaction_hk = p.transaction_hk
+),
+changes as (
+  /* the lookup after the window, so that its sort never carries the lookup object (the function,
+     not `->>`, which sqlglot renders as json_extract_path_text) */
+  select s.*
+  from sequenced as s
+  cross join state_before_interval as b
+  where s.is_deleted <> coalesce(
+    s.previous_in_interval,
+    jsonb_extract_path_text(b.states, s.transaction_hk)::boolean,
+    false /* a key is present until the source deletes it */
+  )
 )
 select
-  s.transaction_hk,
-  s.load_ts + (row_number() over (partition by s.transaction_hk, s.load_ts order by s.batch_id) - 1)
+  c.transaction_hk,
+  c.load_ts + (row_number() over (partition by c.transaction_hk, c.load_ts order by c.batch_id) - 1)
     * interval '1 microsecond' as load_ts, /* changes published together keep their batch order */
-  s.is_deleted,
-  s.record_source
-from sequenced as s
-where s.is_deleted <> s.was_deleted
-  /* only keys the vault knows: a deleted key that never had a valid version has no hub row */
-  and exists (select 1 from vault.hub_transaction as h where h.transaction_hk = s.transaction_hk);
+  c.is_deleted,
+  c.record_source
+from changes as c
+/* only keys the vault knows: a deleted key that never had a valid version has no hub row */
+where exists (select 1 from vault.hub_transaction as h where h.transaction_hk = c.transaction_hk);
 
 @create_index(transaction_hk, load_ts);
 @create_index(load_ts);

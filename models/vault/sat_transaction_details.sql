@@ -23,22 +23,22 @@ with versions_in_interval as (
   where is_valid and not is_deleted and load_ts between @start_tstz and @end_tstz
 ),
 latest_before_interval as materialized (
-  /* read once, before the first row is written: planned on the empty table of a first build, a
-     lookup of it per written row rescans what the statement has written (quadratic) */
-  select distinct on (transaction_hk) transaction_hk, hashdiff
-  from vault.sat_transaction_details
-  where load_ts < @start_tstz and transaction_hk in (select transaction_hk from versions_in_interval)
-  order by transaction_hk, load_ts desc
+  /* each key's hashdiff before the interval, as one lookup object built before the first row is
+     written: a join would be planned as a nested loop on the model's own table while it fills
+     (a first build: quadratic) or, on stale statistics, over this CTE once per version */
+  select coalesce(jsonb_object_agg(transaction_hk, hashdiff), '{}') as hashdiffs
+  from (
+    select distinct on (transaction_hk) transaction_hk, hashdiff
+    from vault.sat_transaction_details
+    where load_ts < @start_tstz and transaction_hk in (select transaction_hk from versions_in_interval)
+    order by transaction_hk, load_ts desc
+  ) as latest
 ),
 sequenced as (
   select
     v.*,
-    coalesce(
-      lag(v.hashdiff) over (partition by v.transaction_hk order by v.load_ts, v.batch_id),
-      l.hashdiff
-    ) as previous_hashdiff
+    lag(v.hashdiff) over (partition by v.transaction_hk order by v.load_ts, v.batch_id) as previous_in_interval
   from versions_in_interval as v
-  left join latest_before_interval as l on l.transaction_hk = v.transaction_hk
 )
 select
   transaction_hk,
@@ -60,7 +60,12 @@ select
   booking_date,
   counterparty,
   description
-from (select * from sequenced where previous_hashdiff is distinct from hashdiff) as changes;
+from (
+  /* the lookup after the window, so that its sort never carries the lookup object (the function,
+     not `->>`, which sqlglot renders as json_extract_path_text) */
+  select s.* from sequenced as s cross join latest_before_interval as l
+  where coalesce(s.previous_in_interval, jsonb_extract_path_text(l.hashdiffs, s.transaction_hk)) is distinct from s.hashdiff
+) as changes;
 
 @create_index(transaction_hk, load_ts);
 @create_index(load_ts);
