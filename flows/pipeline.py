@@ -17,7 +17,7 @@ from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
-from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
+from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
 from flows.transform import Transformation
 from flows.warehouse import connect_source, connect_warehouse, source_url
 
@@ -92,11 +92,12 @@ def open_transformation(purpose: str) -> Transformation:
     return Transformation(purpose, on_wait=get_run_logger().warning).open()
 
 
-def summarise_layers(
-    since: datetime | None, until: datetime
-) -> tuple[dict[str, dict[str, int]], dict[str, int], dict[str, int]]:
+def summarise_layers(summary: RunSummary, since: datetime | None, until: datetime) -> None:
+    """Rows per layer, and the versions of this run silver held back or loaded with a warning."""
     with connect_warehouse() as conn:
-        return (count_layer_rows(conn), *count_invalid_rows(conn, since, until))
+        summary.layer_rows = count_layer_rows(conn)
+        summary.invalid_rows, summary.invalid_by_rule = count_invalid_rows(conn, since, until)
+        summary.warnings_by_rule = count_warnings(conn, since, until)
 
 
 # Called with (step, None) when a step of the run starts and (step, seconds) when it ends: the CLI
@@ -244,7 +245,5 @@ def run_flow(
             lambda ran: "models built and audited" if ran else "nothing new: SQLMesh not loaded",
         )
     publication = transformation.publication
-    summary.layer_rows, summary.invalid_rows, summary.invalid_by_rule = summarise_layers(
-        publication.previous, publication.execution_time
-    )
+    summarise_layers(summary, publication.previous, publication.execution_time)
     return summary

@@ -123,10 +123,13 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
 
 
 def project_fingerprint(settings: Settings) -> str:
-    """A digest of what decides SQLMesh's work: the project's files and the settings the models
-    read (BANK_TIMEZONE)."""
+    """A digest of what decides SQLMesh's work: the project's files, the settings the models read
+    (BANK_TIMEZONE) and SQLMesh's version."""
+    from importlib.metadata import version
+
     root = settings.project_root
-    digest = hashlib.sha256(settings.bank_timezone.encode())
+    # SQLMesh's version too: a new one may want a plan (a migration) where the files did not change.
+    digest = hashlib.sha256(f"{settings.bank_timezone}|{version('sqlmesh')}".encode())
     files = [root / "config.yaml"]
     for folder in ("models", "macros", "audits"):
         files += sorted(
@@ -202,12 +205,14 @@ class Transformation:
 
     def publish(self) -> Publication:
         """Publish what committed since the last transformation (under the lock)."""
+        from flows.extract.feed_tables import ensure_feed_tables
         from flows.warehouse import connect_warehouse
 
         self.lock.ensure_held()
         with connect_warehouse(self.settings, autocommit=True) as conn:
             with conn.transaction():
                 apply_ops_schema(conn)
+            ensure_feed_tables(conn, self.settings.feed_record_source)
             self.publication = publish_batches(conn)
         return self.publication
 
@@ -222,6 +227,16 @@ class Transformation:
                 (environment,),
             ).fetchone()
         return row == (project_fingerprint(self.settings), self.execution_time)
+
+    def project_unchanged(self, environment: str) -> bool:
+        """The environment's last successful run used these project files (and settings)."""
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings) as conn:
+            row = conn.execute(
+                "select fingerprint from ops.sqlmesh_runs where environment = %s", (environment,)
+            ).fetchone()
+        return row is not None and row[0] == project_fingerprint(self.settings)
 
     def forget_runs(self) -> None:
         """After SQLMesh ran by hand (whatever it changed), the next run plans again."""
@@ -253,10 +268,13 @@ class Transformation:
     def plan(self, environment: str = "prod") -> list[str]:
         """Plan the project against `environment` and apply it (backfilling what changed).
 
-        Returns the names of the models the plan touched.
+        Returns the names of the models the plan touched. Skipped when the environment's last
+        successful run used these very project files: nothing is there to plan, and the run
+        processes the new intervals (a plan would evaluate every model once more, up to the last
+        whole hour, only for the run to evaluate them again for the hour in progress).
         """
         self._step()
-        if self.up_to_date(environment):
+        if self.up_to_date(environment) or self.project_unchanged(environment):
             return []
         step = f"sqlmesh plan ({environment})"
         try:
