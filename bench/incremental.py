@@ -44,10 +44,11 @@ LAYERS = ("silver", "vault", "gold")
 
 @dataclass
 class Increment:
-    """Seconds per step of one `run_flow()` that took in one simulated day."""
+    """Seconds per step of one `run_flow()` that took in one simulated day, and per model."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     rows_loaded: int = 0
+    models: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +102,8 @@ def layer_timings() -> Iterator[dict[str, float]]:
     def on_evaluated(model: str, seconds: float) -> None:
         layer = model.split(".")[-2].strip('"') if "." in model else ""
         totals[layer if layer in LAYERS else "other"] += seconds
+        name = ".".join(part.strip('"') for part in model.split(".")[-2:])
+        totals[f"model {name}"] += seconds
 
     original = Scheduler._audit_snapshot
 
@@ -156,7 +159,8 @@ def measure_increment(warehouse_url: str) -> Increment:
         + max(0.0, steps.get("sqlmesh run", 0.0) - evaluated)
     )
     loaded = sum(b.rows_loaded for b in summary.batches)
-    return Increment(seconds, loaded)
+    models = {k.removeprefix("model "): v for k, v in layers.items() if k.startswith("model ")}
+    return Increment(seconds, loaded, models)
 
 
 def no_change_run(folder: Path) -> float:
@@ -242,6 +246,18 @@ def report(histories: Sequence[History]) -> str:
         values = [h.median(step) for h in histories]
         ratios = [f"{v / values[0]:.2f}" if values[0] >= 0.05 else "-" for v in values[1:]]
         lines.append("| " + " | ".join([step, *(f"{v:.2f}" for v in values), *ratios]) + " |")
+    models = sorted({m for h in histories for i in h.increments for m in i.models})
+    medians = {
+        m: [statistics.median(i.models.get(m, 0.0) for i in h.increments) for h in histories]
+        for m in models
+    }
+    slowest = sorted(models, key=lambda m: medians[m][-1], reverse=True)[:10]
+    lines += ["", "| model (with its audits) | " + " | ".join(head[1:]) + " |"]
+    lines.append("|" + " --- |" * len(head))
+    for m in slowest:
+        values = medians[m]
+        ratios = [f"{v / values[0]:.2f}" if values[0] >= 0.05 else "-" for v in values[1:]]
+        lines.append("| " + " | ".join([m, *(f"{v:.2f}" for v in values), *ratios]) + " |")
     rows = ", ".join(f"{h.days} days: {h.raw_rows:,} raw rows" for h in histories)
     builds = ", ".join(f"{h.days} days: {h.build_seconds:.0f} s" for h in histories)
     loaded = ", ".join(

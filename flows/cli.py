@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import shutil
 import sys
@@ -10,13 +11,34 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
+from flows import logs
+from flows.failures import explain
+from flows.output import console, err_console, shorten
 from flows.settings import get_settings
 
+log = logging.getLogger("bankdw")
+
+
+class ReportingGroup(TyperGroup):
+    """Commands whose unexpected failures end in one message (failures.explain), the traceback
+    in the log: a safety net under the commands' own messages."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own: usage, exit
+            raise
+        except Exception as err:
+            raise _failed(err) from err
+
+
 app = typer.Typer(
+    cls=ReportingGroup,
     help="An open data warehouse for a retail bank.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -25,7 +47,6 @@ db_app = typer.Typer(help="The warehouse database: start, stop, connect.", no_ar
 app.add_typer(db_app, name="db")
 quarantine_app = typer.Typer(help="Rows that broke a data contract.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
-console = Console()
 
 
 class DeleteChoice(enum.StrEnum):
@@ -41,7 +62,52 @@ DELETES_HELP = (
     "Rows the source deleted: auto (recent keys every run, every key when a full sweep is due), "
     "recent, full (every key now) or off."
 )
-err_console = Console(stderr=True)
+
+# Set by main(): the real `bankdw` process owns its logging; a test calling the app in its own
+# process keeps the test runner's.
+_owns_logging = False
+
+
+@app.callback()
+def command(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show logs and tracebacks, SQLMesh's progress, whole rows."
+        ),
+    ] = False,
+) -> None:
+    """Before every command: settings read, local state owner-only, logging decided."""
+    from pydantic import ValidationError
+
+    from flows.local_state import private_dir, private_umask
+
+    logs.set_verbose(verbose)
+    previous = private_umask()
+    ctx.call_on_close(lambda: os.umask(previous))  # only matters to a caller in-process
+    try:
+        settings = get_settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors()
+        )
+        raise _fail(
+            f"bad setting: {problems}", "fix it in .env (repository root) or the environment"
+        ) from err
+    data_dir = private_dir(settings.data_dir, embedded_server=settings.uses_embedded_warehouse)
+    if _owns_logging:
+        logs.setup(data_dir / "logs", verbose)
+
+
+def _show_targets(warehouse: bool = True, source: bool = False) -> None:
+    """Say which databases a command writes or reads before it does (never a password)."""
+    from flows.warehouse import describe_source, describe_warehouse
+
+    if warehouse:
+        err_console.print(f"[dim]warehouse:[/] {escape(describe_warehouse())}")
+    if source:
+        err_console.print(f"[dim]source:[/]    {escape(describe_source())}")
 
 
 _temporary_api = None
@@ -57,7 +123,7 @@ def _prepare_prefect() -> None:
         home = get_settings().data_dir / "prefect"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if logs.verbose() else "WARNING")
     # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
@@ -72,10 +138,18 @@ def _prefect_ready() -> None:
 
 
 def _fail(message: str, hint: str | None = None) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        err_console.print(f"[yellow]next:[/] {hint}")
+        err_console.print(f"[yellow]next:[/] {escape(hint)}")
     return typer.Exit(code=1)
+
+
+def _failed(err: BaseException, hint: str | None = None) -> typer.Exit:
+    """One message for `err` (which connection, the cause, what to do); its traceback goes to
+    the log, and to the screen with --verbose."""
+    message, known = explain(err)
+    log.error("%s", message, exc_info=err)
+    return _fail(message, known or hint)
 
 
 def batches_table(batches) -> Table:  # type: ignore[no-untyped-def]
@@ -119,6 +193,8 @@ def print_notes(summary) -> None:  # type: ignore[no-untyped-def]
     ]
     if len(ignored) > IGNORED_SHOWN:
         notes.append(("ignored", f"{len(ignored) - IGNORED_SHOWN} more (see ops.ignored_files)"))
+    if summary.feeds_off:
+        notes.append(("feeds off", f"{summary.feeds_off}: no feed file was looked for"))
     for kind, note in notes:
         console.print(f"[yellow]{kind}:[/] {escape(note)}")
 
@@ -134,8 +210,8 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.batches:
         console.print(batches_table(summary.batches))
     print_notes(summary)
-    if summary.data_docs:
-        console.print(f"GX Data Docs: {summary.data_docs}")
+    if any(b.source_file for b in summary.batches):
+        console.print("GX judged new feed files: `bankdw docs` builds their Data Docs")
 
     layers = Table(title="Rows per layer", title_justify="left")
     layers.add_column("layer")
@@ -143,8 +219,11 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
     layers.add_column("rows", justify="right")
     for layer, tables in summary.layer_rows.items():
         for table, rows in tables.items():
-            layers.add_row(layer, table, f"{rows:,}")
+            about = "~" if f"{layer}.{table}" in summary.estimated_rows else ""
+            layers.add_row(layer, table, f"{about}{rows:,}")
     console.print(layers)
+    if summary.estimated_rows:
+        console.print("~: estimated by the planner (the table is too large to count every run)")
 
     invalid = Table(title="Versions silver held back in this run", title_justify="left")
     invalid.add_column("table: rule")
@@ -177,7 +256,16 @@ def run(
 ) -> None:
     """The main job: simulate (empty demo source), extract, SQLMesh plan/run (with each model's
     audits), summary."""
+    from flows.preflight import check_source, check_warehouse
+
+    settings = get_settings()
+    _show_targets(source=True)
     _prepare_prefect()
+    try:
+        check_warehouse()
+        check_source(will_simulate=settings.uses_demo_source)
+    except Exception as err:
+        raise _failed(err) from err
     from flows.pipeline import run_flow, step_listeners
 
     def show_step(step: str, seconds: float | None) -> None:
@@ -191,9 +279,8 @@ def run(
         _prefect_ready()
         summary = run_flow(days=days, scale=scale, deletes=deletes.value)
     except Exception as err:
-        raise _fail(
-            f"{type(err).__name__}: {err}",
-            "fix the cause above and run `bankdw run` again; it resumes where it stopped",
+        raise _failed(
+            err, "fix the cause above and run `bankdw run` again; it resumes where it stopped"
         ) from err
     finally:
         step_listeners.remove(show_step)
@@ -216,31 +303,48 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Advance the simulated core bank by N days."""
+    """Advance the simulated core bank by N days, writing each day's feed files (as `bankdw run
+    --days N` does) into the landing folder."""
     from rich.progress import Progress
 
-    from flows.simulate import simulate as run_simulation
+    from flows.simulate.demo import advance
+    from flows.simulate.writer import ForeignDatabaseError
+    from flows.warehouse import connect_url
     from flows.warehouse import source_url as demo_source_url
 
     settings = get_settings()
-    if source_url is None and not settings.uses_embedded_source:
+    if source_url is None and settings.source_url is not None:
         raise _fail(
             "SOURCE_URL names a real source, and the simulator never writes to it",
             "pass --source-url explicitly to simulate into a database of your choice",
         )
+    if source_url is None and not settings.uses_demo_source:
+        raise _fail(
+            "the warehouse is a server (WAREHOUSE_URL): the simulator writes only to the embedded "
+            "demo bank or to a database named with --source-url",
+            "pass --source-url with an empty database of your choice",
+        )
+    if source_url is not None:
+        from flows.pgurl import parse_url
+
+        err_console.print(f"[dim]simulating into:[/] {escape(parse_url(source_url).describe())}")
+        connect_url(source_url, "database named by --source-url", "--source-url").close()
+    else:
+        _show_targets(warehouse=False, source=True)
     target = source_url or demo_source_url()
-    with Progress(console=err_console) as progress:
+    with Progress(console=err_console, transient=True) as progress:
         bar = progress.add_task("simulating days", total=days)
         try:
-            summary = run_simulation(
+            summary = advance(
                 target,
                 days,
-                scale=scale or settings.sim_scale,
-                seed=settings.sim_seed if seed is None else seed,
-                bad_rate=settings.sim_bad_rate if bad_rate is None else bad_rate,
-                start_date=settings.sim_start_date,
+                scale=scale,
+                seed=seed,
+                bad_rate=bad_rate,
                 progress=lambda done, total: progress.update(bar, completed=done),
             )
+        except ForeignDatabaseError as err:
+            raise _fail(str(err), "pass --source-url with an empty database") from err
         except ValueError as err:
             raise _fail(str(err)) from err
     table = Table(title="Simulation", title_justify="left")
@@ -249,6 +353,13 @@ def simulate(
     for label, value in summary.rows():
         table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
+    if summary.landing_dir is not None:
+        console.print(f"feed files: {escape(str(summary.landing_dir))}")
+    else:
+        console.print(
+            "[yellow]feed files:[/] not written: no landing folder (set LANDING_DIR; a server "
+            "warehouse gets no demo default)"
+        )
 
 
 @app.command()
@@ -256,7 +367,15 @@ def extract(
     deletes: Annotated[DeleteChoice, typer.Option(help=DELETES_HELP)] = DeleteChoice.auto,
 ) -> None:
     """Extract every source table (incremental) and every new feed file into raw."""
+    from flows.preflight import check_source, check_warehouse
+
+    _show_targets(source=True)
     _prepare_prefect()
+    try:
+        check_warehouse()
+        check_source()
+    except Exception as err:
+        raise _failed(err) from err
     from flows.pipeline import extract_all_flow, report_extraction
     from flows.summary import RunSummary
 
@@ -264,7 +383,7 @@ def extract(
         _prefect_ready()
         extraction = extract_all_flow(deletes.value)
     except Exception as err:
-        raise _fail(f"{type(err).__name__}: {err}") from err
+        raise _failed(err) from err
     summary = RunSummary()
     report_extraction(summary, extraction)
     console.print(batches_table(summary.batches))
@@ -276,14 +395,21 @@ def transform(
     environment: Annotated[str, typer.Option(help="SQLMesh environment.")] = "prod",
 ) -> None:
     """SQLMesh plan/apply and run, then audits."""
+    from flows.preflight import check_warehouse
+
+    _show_targets()
     _prepare_prefect()
+    try:
+        check_warehouse()
+    except Exception as err:
+        raise _failed(err) from err
     from flows.pipeline import transform_flow
 
     try:
         _prefect_ready()
         transform_flow(environment)
     except Exception as err:
-        raise _fail(f"{type(err).__name__}: {err}") from err
+        raise _failed(err) from err
     console.print(f"[green]transform finished for environment {environment}[/]")
 
 
@@ -296,6 +422,7 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
     from flows.transform import Transformation
 
     settings = get_settings()
+    _show_targets()
     try:
         with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)) as t:
             try:
@@ -307,7 +434,7 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
             finally:
                 t.forget_runs()
     except Exception as err:
-        raise _fail(f"{type(err).__name__}: {err}") from err
+        raise _failed(err) from err
     raise typer.Exit(code=code if isinstance(code, int) else 0)
 
 
@@ -328,6 +455,18 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(code=main(args[1:] if args[:1] == ["extraction"] else args))
 
 
+@app.command()
+def docs() -> None:
+    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files.
+
+    Not part of a run: rendering every kept validation costs more as they accumulate.
+    """
+    from flows.pipeline import build_data_docs
+
+    path = build_data_docs()
+    console.print(f"GX Data Docs: {path}" if path else "no Data Docs site configured")
+
+
 @app.command("sql")
 def run_sql(
     query: Annotated[str, typer.Argument(help="One SQL statement.")],
@@ -335,11 +474,13 @@ def run_sql(
         bool, typer.Option("--source", help="Query the source instead of the warehouse.")
     ] = False,
 ) -> None:
-    """Run one query and print the result as a table."""
+    """Run one query and print the result as a table (full width when piped)."""
     import psycopg
+    from rich.text import Text
 
     from flows.warehouse import connect_source, connect_warehouse
 
+    _show_targets(warehouse=not source, source=source)
     try:
         with connect_source() if source else connect_warehouse() as conn:
             cur = conn.execute(query)
@@ -350,8 +491,8 @@ def run_sql(
             table = Table()
             for column in cur.description:
                 table.add_column(column.name)
-            for row in cur.fetchall():
-                table.add_row(*("" if v is None else str(v) for v in row))
+            for row in cur.fetchall():  # values are data, never markup
+                table.add_row(*(Text("" if v is None else str(v)) for v in row))
             console.print(table)
     except psycopg.Error as err:
         raise _fail(
@@ -364,7 +505,8 @@ def quarantine_list(
     entity: Annotated[str | None, typer.Option(help="Only this entity (raw table name).")] = None,
     sample: Annotated[int, typer.Option(min=0, help="Pending rows to show per entity.")] = 3,
 ) -> None:
-    """Counts by rule (pending, replayed, superseded) and a sample of pending rows."""
+    """Counts by rule (pending, replayed, superseded) and a sample of pending rows: each row's
+    key first, then its payload (cut short unless --verbose)."""
     from flows.quality.replay import counts_by_rule, quarantine_entities, samples
     from flows.warehouse import connect_warehouse
 
@@ -380,8 +522,40 @@ def quarantine_list(
                 table.add_row(rule, state, f"{rows:,}")
             console.print(table)
             for qid, batch, file, line, rules, payload in samples(conn, name, sample):
-                where = f"{file}:{line}" if file else f"batch {batch}"
-                console.print(f"  #{qid} {where} {', '.join(rules)}: {payload[:160]}")
+                console.print(describe_sample(name, qid, batch, file, line, rules, payload))
+
+
+# A sample's payload is cut to this many characters unless --verbose.
+PAYLOAD_SHOWN = 160
+
+
+def describe_sample(
+    entity: str,
+    qid: int,
+    batch: int,
+    file: str | None,
+    line: int | None,
+    rules: list[str],
+    payload: str,
+) -> Text:
+    """`#id where key=value: rules: payload`: the key that finds the row comes before anything
+    that may be cut (data, never markup)."""
+    import json
+
+    from rich.text import Text
+
+    from flows.quality.contracts import contract_for
+
+    where = f"{file}:{line}" if file else f"batch {batch}"
+    try:
+        fields = json.loads(payload)
+    except ValueError:
+        fields = {}
+    key = ", ".join(
+        f"{column}={fields[column]}" for column in contract_for(entity).keys if column in fields
+    )
+    shown = payload if logs.verbose() else shorten(payload, PAYLOAD_SHOWN)
+    return Text(f"  #{qid} {where} {key or 'no key'}: {', '.join(rules)}: {shown}")
 
 
 @quarantine_app.command("replay")
@@ -393,6 +567,7 @@ def quarantine_replay(
     from flows.quality.replay import quarantine_entities, replay
     from flows.warehouse import connect_warehouse
 
+    _show_targets()
     with connect_warehouse() as conn:
         if entity not in quarantine_entities(conn):
             raise _fail(f"no quarantine for {entity!r}", "see `bankdw quarantine list`")
@@ -458,8 +633,10 @@ def db_psql(
         bool, typer.Option("--source", help="Connect to the source instead.")
     ] = False,
 ) -> None:
-    """Open psql on the warehouse (or the source)."""
-    from flows.warehouse import source_url, start_embedded, warehouse_url
+    """Open psql on the warehouse (or the source). The password goes to psql through its
+    environment (PGPASSWORD, readable by this user only), never on its command line, which
+    every user of the machine can read with `ps`."""
+    from flows.warehouse import source_params, start_embedded, warehouse_params
 
     if get_settings().uses_embedded_warehouse:
         start_embedded(keep_running=True)
@@ -468,15 +645,23 @@ def db_psql(
         from pgserver._commands import POSTGRES_BIN_PATH
 
         psql = str(POSTGRES_BIN_PATH / "psql")
-    url = source_url() if source else warehouse_url()
+    params = source_params() if source else warehouse_params()
+    env = dict(os.environ)
+    if params.password:
+        env["PGPASSWORD"] = params.password
     sys.stdout.flush()
-    os.execv(psql, [psql, url])
+    os.execve(psql, [psql, params.url_without_password()], env)
 
 
 def main() -> None:
     """The `bankdw` command: the app, with signals, deadlines and servers seen to (runtime.py)."""
+    global _owns_logging
     from flows import runtime
 
+    _owns_logging = True
+    # Until logs.setup() has run, a record goes nowhere rather than to Python's last-resort
+    # handler, which would print its traceback on the screen.
+    logging.getLogger().addHandler(logging.NullHandler())
     runtime.run(app)
 
 

@@ -118,6 +118,15 @@ def ensure_raw_table(conn: psycopg.Connection, entity: str, columns: list[Column
             sql.Identifier(f"{entity}__batch"), sql.Identifier("raw"), sql.Identifier(entity)
         )
     )
+    if any(c.name == "updated_at" for c in columns):
+        # Delete detection looks up the rows the source changed lately (extract/deletes.py).
+        conn.execute(
+            sql.SQL("create index if not exists {} on {}.{} (updated_at)").format(
+                sql.Identifier(f"{entity}__updated_at"),
+                sql.Identifier("raw"),
+                sql.Identifier(entity),
+            )
+        )
 
 
 def _add_new_columns(conn: psycopg.Connection, entity: str, columns: list[Column]) -> None:

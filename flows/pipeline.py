@@ -19,7 +19,7 @@ from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
 from flows.transform import Transformation
-from flows.warehouse import connect_source, connect_warehouse, source_url
+from flows.warehouse import connect_source, connect_warehouse, require_source, source_url
 
 if TYPE_CHECKING:  # the feed flow imports prefect-aws (boto3): only a run that loads feeds needs it
     from flows.extract.feeds import FeedRun
@@ -31,21 +31,11 @@ def source_is_empty() -> bool:
         return not exists or conn.execute("select count(*) from sim_state").fetchone()[0] == 0
 
 
-@task(retries=RETRIES, retry_delay_seconds=BACKOFF)
+@task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)
 def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
-    from flows.simulate import simulate
+    from flows.simulate.demo import advance
 
-    settings = get_settings()
-    summary = simulate(
-        source_url(),
-        days,
-        scale=scale or settings.sim_scale,
-        seed=settings.sim_seed,
-        bad_rate=settings.sim_bad_rate,
-        start_date=settings.sim_start_date,
-        landing_dir=settings.landing_path,
-    )
-    return dict(summary.rows())
+    return dict(advance(source_url(), days, scale=scale).rows())
 
 
 @task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)
@@ -93,9 +83,10 @@ def open_transformation(purpose: str) -> Transformation:
 
 
 def summarise_layers(summary: RunSummary, since: datetime | None, until: datetime) -> None:
-    """Rows per layer, and the versions of this run silver held back or loaded with a warning."""
+    """Rows per layer, and the versions published in (since, until] that silver held back or
+    loaded with a warning."""
     with connect_warehouse() as conn:
-        summary.layer_rows = count_layer_rows(conn)
+        summary.layer_rows, summary.estimated_rows = count_layer_rows(conn)
         summary.invalid_rows, summary.invalid_by_rule = count_invalid_rows(conn, since, until)
         summary.warnings_by_rule = count_warnings(conn, since, until)
 
@@ -143,6 +134,7 @@ def extract_flow(deletes: DeleteMode = "auto") -> list[BatchResult]:
 def extract_source_tables(deletes: DeleteMode = "auto") -> list[BatchResult]:
     """The tables side by side, one task each, inside whichever flow calls it (a subflow costs
     a second of Prefect's bookkeeping)."""
+    require_source()
     entities = get_settings().source_tables
     futures = [extract_source_table.submit(entity, deletes) for entity in entities]
     return [f.result() for f in futures]
@@ -159,10 +151,16 @@ class Extraction:
 def extract_everything(deletes: DeleteMode = "auto") -> Extraction:
     """The core bank's tables, then the CRM/ops feed files (landing folder, or S3 if set),
     inside whichever flow calls it."""
-    from flows.extract.feeds import load_new_feed_files
+    from flows.extract.feeds import NO_LANDING, FeedRun, load_new_feed_files
 
+    settings = get_settings()
     batches = extract_source_tables(deletes)
-    feeds = load_new_feed_files("s3" if get_settings().s3_bucket else "landing")
+    if settings.s3_bucket:
+        feeds = load_new_feed_files("s3")
+    elif settings.landing_path is not None:
+        feeds = load_new_feed_files("landing")
+    else:  # a server warehouse gets no demo landing folder
+        feeds = FeedRun(off=NO_LANDING)
     return Extraction(batches + feeds.batches, feeds)
 
 
@@ -179,6 +177,7 @@ def report_extraction(summary: RunSummary, extraction: Extraction) -> None:
     summary.resent = extraction.feeds.resent
     summary.repeated = [r.describe() for r in extraction.feeds.repeated]
     summary.ignored = [i.describe() for i in extraction.feeds.ignored]
+    summary.feeds_off = extraction.feeds.off
 
 
 @flow(name="bankdw-transform")
@@ -197,21 +196,20 @@ def run_flow(
     """The main job: (demo source only) simulate, then extract, transform, audit, summarise."""
     logger = get_run_logger()
     settings = get_settings()
+    require_source(settings)
     summary = RunSummary()
 
-    if settings.uses_embedded_source and (days or source_is_empty()):
+    if settings.uses_demo_source and (days or source_is_empty()):
         n_days = days or settings.sim_initial_days
         logger.info("Simulating %s days of the demo core bank", n_days)
         _timed(
             summary,
             "simulate",
             lambda: simulate_demo_source(n_days, scale),
-            lambda r: f"{n_days} days",
+            lambda r: f"{n_days} day{'s' if n_days != 1 else ''}",
         )
     elif days:
-        logger.warning(
-            "--days ignored: SOURCE_URL names a real source, which bankdw never writes to"
-        )
+        logger.warning("--days ignored: bankdw simulates only the demo bank, never SOURCE_URL's")
 
     extraction = _timed(
         summary,
@@ -222,8 +220,6 @@ def run_flow(
     report_extraction(summary, extraction)
     for note in summary.drift:
         logger.warning("schema drift: %s", note)
-    if any(b.source_file for b in summary.batches):  # GX judged new files: their docs are new too
-        summary.data_docs = build_data_docs()
 
     transformation = _timed(
         summary,

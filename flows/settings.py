@@ -1,13 +1,17 @@
-"""The one settings object: environment variables (prefix-free, as users expect) and `.env`."""
+"""The one settings object: environment variables (prefix-free, as users expect) and the `.env`
+file in the repository root."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flows.pgurl import folder_name, parse_url
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -21,13 +25,17 @@ def find_project_root(start: Path | None = None) -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+    # No env_file here: get_settings() names the root's `.env`, wherever the command runs from.
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8")
 
-    # Connections. Unset means the embedded PostgreSQL under .warehouse/.
+    # Connections. An unset WAREHOUSE_URL means the embedded PostgreSQL under .warehouse/, with
+    # the simulated core bank beside it; a server warehouse needs SOURCE_URL.
     warehouse_url: SecretStr | None = None
     source_url: SecretStr | None = None
     project_root: Path = Field(default_factory=find_project_root)
-    warehouse_dir: Path | None = None  # default: <project_root>/.warehouse
+    # Local state (see data_dir): default .warehouse/ for the embedded warehouse, a folder per
+    # server under .warehouse/servers/ otherwise.
+    warehouse_dir: Path | None = None
     warehouse_database: str = "warehouse"
     source_database: str = "corebank"
 
@@ -59,7 +67,8 @@ class Settings(BaseSettings):
     earliest_plausible_date: date = date(1900, 1, 1)
 
     # CRM / operations feed files: a landing folder, or an S3 bucket (MinIO given an endpoint).
-    landing_dir: Path | None = None  # default: <data_dir>/landing
+    # Default: <data_dir>/landing for the embedded demo; none for a server warehouse (feeds off).
+    landing_dir: Path | None = None
     # Landing protocol: files arrive under a temporary name and are renamed when complete. For a
     # sender that cannot rename, a file also waits until it was left unmodified this long.
     landing_quiet_seconds: float = 0.0
@@ -75,6 +84,9 @@ class Settings(BaseSettings):
     reject_threshold: float = 0.05  # a batch with a larger rejected share fails whole...
     reject_min_rows: int = 100  # ...when it has at least this many rows (one bad row of 3 is noise)
     contract_frame_rows: int = 50_000  # rows judged per GX validation (bounds memory)
+    # GX validation results (and their Data Docs pages) hold the rows that failed, personal data
+    # included: only the newest this many are kept (0: none; ops.dq_results keeps the counts).
+    gx_results_kept: int = Field(default=50, ge=0)
 
     # Transformation.
     sqlmesh_gateway: str = "warehouse"
@@ -87,6 +99,23 @@ class Settings(BaseSettings):
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3
     task_retry_delay_seconds: float = 2.0
+
+    @field_validator("warehouse_url", "source_url")
+    @classmethod
+    def _a_libpq_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, so that a typo is one message naming the setting; the URL itself is never
+        # repeated (it holds the password).
+        if value is None:
+            return value
+        try:
+            params = parse_url(value.get_secret_value())
+        except ValueError:
+            params = None
+        if params is None or not value.get_secret_value().startswith(("postgresql:", "postgres:")):
+            raise ValueError(
+                "not a libpq URL such as postgresql://user:password@host:5432/database"
+            )
+        return value
 
     @field_validator("earliest_plausible_date")
     @classmethod
@@ -102,24 +131,49 @@ class Settings(BaseSettings):
 
     @property
     def data_dir(self) -> Path:
-        return self.warehouse_dir or self.project_root / ".warehouse"
+        """Local state: the embedded server, Prefect's temporary API, GX's stores, the log.
+
+        WAREHOUSE_DIR if given; else `.warehouse/` for the embedded warehouse, and
+        `.warehouse/servers/<host>-<port>-<database>/` for a server, so that a real warehouse
+        never shares Prefect's or GX's state (or the demo's landing folder) with the demo or
+        with another server.
+        """
+        if self.warehouse_dir is not None:
+            return self.warehouse_dir
+        base = self.project_root / ".warehouse"
+        if self.warehouse_url is None:
+            return base
+        return base / "servers" / folder_name(parse_url(self.warehouse_url.get_secret_value()))
 
     @property
-    def landing_path(self) -> Path:
-        return self.landing_dir or self.data_dir / "landing"
+    def landing_path(self) -> Path | None:
+        """Where feed files arrive: LANDING_DIR; the demo's folder for the embedded warehouse;
+        None for a server warehouse without LANDING_DIR (no demo default: feeds are off)."""
+        if self.landing_dir is not None:
+            return self.landing_dir
+        return self.data_dir / "landing" if self.uses_embedded_warehouse else None
 
     @property
     def uses_embedded_warehouse(self) -> bool:
         return self.warehouse_url is None
 
     @property
-    def uses_embedded_source(self) -> bool:
-        return self.source_url is None
+    def uses_demo_source(self) -> bool:
+        """The simulated core bank, a database beside the embedded warehouse: the only source
+        bankdw creates and writes by itself."""
+        return self.warehouse_url is None and self.source_url is None
+
+
+def env_file_path() -> Path:
+    """The `.env` bankdw reads: the repository root's (PROJECT_ROOT's if set), not the current
+    folder's, so that a command run from `models/` targets the same warehouse as from the root."""
+    root = os.environ.get("PROJECT_ROOT")
+    return (Path(root) if root else find_project_root()) / ".env"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return Settings(_env_file=env_file_path())  # type: ignore[call-arg]
 
 
 def reset_settings() -> None:

@@ -78,6 +78,7 @@ WARNING_SILVER = ("accounts", "opportunities", "orders")
 class RunSummary:
     steps: list[tuple[str, float, str]] = field(default_factory=list)  # (step, seconds, detail)
     layer_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    estimated_rows: set[str] = field(default_factory=set)  # "layer.table" counted by estimate
     invalid_rows: dict[str, int] = field(default_factory=dict)
     invalid_by_rule: dict[str, int] = field(default_factory=dict)
     warnings_by_rule: dict[str, int] = field(default_factory=dict)  # 'table: rule' -> versions
@@ -86,24 +87,38 @@ class RunSummary:
     resent: list[str] = field(default_factory=list)  # feed files re-sent with new content
     repeated: list[str] = field(default_factory=list)  # feed files whose bytes were loaded before
     ignored: list[str] = field(default_factory=list)  # files in the landing folder not loaded
-    data_docs: str | None = None  # GX Data Docs index page
+    feeds_off: str | None = None  # why no feed file was looked for
 
 
 def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()[0]
 
 
-def count_layer_rows(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
-    """Row counts of every table of every layer that exists (missing tables are left out)."""
+# Above this many rows (the planner's estimate) a table's size is reported as estimated: counting
+# it would make every run's summary cost grow with the history.
+EXACT_COUNT_BELOW = 200_000
+
+
+def count_layer_rows(conn: psycopg.Connection) -> tuple[dict[str, dict[str, int]], set[str]]:
+    """Rows of every table of every layer that exists (missing tables are left out), and the
+    names ("layer.table") whose count is the planner's estimate (fresh: models ANALYZE)."""
     counts: dict[str, dict[str, int]] = {}
+    estimated: set[str] = set()
     for layer, tables in LAYER_TABLES.items():
         for table in tables:
-            if _table_exists(conn, layer, table):
-                query = sql.SQL("select count(*) from {}.{}").format(
-                    sql.Identifier(layer), sql.Identifier(table)
-                )
-                counts.setdefault(layer, {})[table] = conn.execute(query).fetchone()[0]
-    return counts
+            if not _table_exists(conn, layer, table):
+                continue
+            name = sql.Identifier(layer, table)
+            plan = conn.execute(
+                sql.SQL("explain (format json) select * from {}").format(name)
+            ).fetchone()[0]
+            rows = int(plan[0]["Plan"]["Plan Rows"])
+            if rows >= EXACT_COUNT_BELOW:
+                estimated.add(f"{layer}.{table}")
+            else:
+                rows = conn.execute(sql.SQL("select count(*) from {}").format(name)).fetchone()[0]
+            counts.setdefault(layer, {})[table] = rows
+    return counts, estimated
 
 
 def count_invalid_rows(

@@ -8,6 +8,7 @@ new batches until its last step ends.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import typing as t
 from dataclasses import dataclass, field
@@ -82,12 +83,20 @@ def describe_failure(error: Exception) -> str:
 evaluation_listeners: list[t.Callable[[str, float], None]] = []
 
 
-def _console(log: FailureLog):
-    from sqlmesh.core.console import TerminalConsole
+def _console(log: FailureLog):  # type: ignore[no-untyped-def]
+    """SQLMesh's console, keeping the failures to raise them with a cause.
 
-    class RecordingConsole(TerminalConsole):
-        """SQLMesh's terminal console that also keeps the failures, to raise them with a cause."""
+    Quiet unless --verbose: a line per model and per audit on every run tells a person nothing
+    they act on (the run summary has the counts; a failure is raised with its model and audit).
+    Its warnings go to the log (and the screen) instead.
+    """
+    from sqlmesh.core.console import NoopConsole, TerminalConsole
 
+    from flows.logs import verbose
+
+    base = TerminalConsole if verbose() else NoopConsole
+
+    class RecordingConsole(base):  # type: ignore[valid-type, misc]
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
             log.errors.extend(describe_failure(error) for error in errors)
             super().log_failed_models(errors)
@@ -104,6 +113,11 @@ def _console(log: FailureLog):
         def log_error(self, message: str, *args, **kwargs) -> None:  # type: ignore[override]
             log.errors.append(str(message).strip())
             super().log_error(message, *args, **kwargs)
+
+        def log_warning(self, short_message: str, *args, **kwargs) -> None:  # type: ignore[override]
+            if base is NoopConsole:
+                logging.getLogger("sqlmesh").warning("%s", short_message)
+            super().log_warning(short_message, *args, **kwargs)
 
     return RecordingConsole()
 
@@ -216,27 +230,29 @@ class Transformation:
             self.publication = publish_batches(conn)
         return self.publication
 
-    def up_to_date(self, environment: str) -> bool:
-        """The last successful run of `environment` ran these project files at this execution
-        time: SQLMesh would find nothing to do, so it is not even loaded."""
+    def _last_run(self, environment: str) -> tuple[str, datetime] | None:
         from flows.warehouse import connect_warehouse
 
         with connect_warehouse(self.settings) as conn:
-            row = conn.execute(
+            return conn.execute(
                 "select fingerprint, execution_time from ops.sqlmesh_runs where environment = %s",
                 (environment,),
             ).fetchone()
-        return row == (project_fingerprint(self.settings), self.execution_time)
 
-    def project_unchanged(self, environment: str) -> bool:
-        """The environment's last successful run used these project files (and settings)."""
-        from flows.warehouse import connect_warehouse
+    def applied(self, environment: str) -> bool:
+        """The last successful run of `environment` ran these very project files: a plan would
+        change nothing, and only backfill what the run does anyway (twice the work, and the
+        plan stops at the last whole interval)."""
+        last = self._last_run(environment)
+        return last is not None and last[0] == project_fingerprint(self.settings)
 
-        with connect_warehouse(self.settings) as conn:
-            row = conn.execute(
-                "select fingerprint from ops.sqlmesh_runs where environment = %s", (environment,)
-            ).fetchone()
-        return row is not None and row[0] == project_fingerprint(self.settings)
+    def up_to_date(self, environment: str) -> bool:
+        """The last successful run of `environment` ran these project files at this execution
+        time: SQLMesh would find nothing to do, so it is not even loaded."""
+        return self._last_run(environment) == (
+            project_fingerprint(self.settings),
+            self.execution_time,
+        )
 
     def forget_runs(self) -> None:
         """After SQLMesh ran by hand (whatever it changed), the next run plans again."""
@@ -274,7 +290,7 @@ class Transformation:
         whole hour, only for the run to evaluate them again for the hour in progress).
         """
         self._step()
-        if self.up_to_date(environment) or self.project_unchanged(environment):
+        if self.applied(environment):
             return []
         step = f"sqlmesh plan ({environment})"
         try:

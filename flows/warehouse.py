@@ -8,53 +8,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
 
 import psycopg
 from psycopg import sql
 
+from flows.failures import BankdwError, SourceNotConfigured, connection_failure
+from flows.pgurl import PgParams, parse_url
 from flows.runtime import forget_dead_handles, track
 from flows.settings import Settings, get_settings
 
 logging.getLogger("pgserver").setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class PgParams:
-    """libpq connection parts, as SQLMesh's Postgres gateway wants them."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-
-    def url(self, database: str | None = None) -> str:
-        from urllib.parse import quote
-
-        db = database or self.database
-        auth = quote(self.user, safe="")
-        if self.password:
-            auth += ":" + quote(self.password, safe="")
-        if self.host.startswith("/"):
-            return f"postgresql://{auth}@/{db}?host={self.host}&port={self.port}"
-        return f"postgresql://{auth}@{self.host}:{self.port}/{db}"
-
-
-def parse_url(url: str) -> PgParams:
-    parts = urlparse(url)
-    query = parse_qs(parts.query)
-    host = parts.hostname or query.get("host", ["localhost"])[0]
-    port = parts.port or int(query.get("port", ["5432"])[0])
-    return PgParams(
-        host=unquote(host),
-        port=port,
-        user=unquote(parts.username or "postgres"),
-        password=unquote(parts.password or ""),
-        database=(parts.path or "/").lstrip("/") or "postgres",
-    )
+# pgserver asks platformdirs for a runtime folder when it is imported; without XDG_RUNTIME_DIR
+# (ssh sessions, containers, cron) platformdirs warns on every command, and falls back to /tmp.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def _pgdata(settings: Settings) -> Path:
@@ -145,13 +113,23 @@ def warehouse_params(settings: Settings | None = None) -> PgParams:
 
 
 def source_params(settings: Settings | None = None) -> PgParams:
-    """The core-banking source: SOURCE_URL, else a `corebank` database beside the warehouse."""
+    """The core-banking source: SOURCE_URL, else (embedded warehouse only) the demo's `corebank`
+    database beside it, created. A server warehouse without SOURCE_URL raises
+    SourceNotConfigured: bankdw creates nothing on a server the user did not name."""
     settings = settings or get_settings()
     if settings.source_url is not None:
         return parse_url(settings.source_url.get_secret_value())
+    require_source(settings)
     wh = warehouse_params(settings)
     ensure_database(wh, settings.source_database)
     return PgParams(wh.host, wh.port, wh.user, wh.password, settings.source_database)
+
+
+def require_source(settings: Settings | None = None) -> None:
+    """Raise SourceNotConfigured for a server warehouse without SOURCE_URL, before any work."""
+    settings = settings or get_settings()
+    if settings.source_url is None and not settings.uses_embedded_warehouse:
+        raise SourceNotConfigured()
 
 
 def warehouse_url(settings: Settings | None = None) -> str:
@@ -167,7 +145,7 @@ def source_url(settings: Settings | None = None) -> str:
 MIN_SERVER_VERSION = 140000
 
 
-class UnsupportedServerError(RuntimeError):
+class UnsupportedServerError(BankdwError):
     """The server is older than bankdw supports: retrying cannot help."""
 
 
@@ -182,15 +160,20 @@ def check_server_version(version_num: int, role: str, params: PgParams) -> None:
     """Raise UnsupportedServerError if the server is too old; the message never shows a password."""
     if version_num < MIN_SERVER_VERSION:
         raise UnsupportedServerError(
-            f"the {role} (host {params.host}, port {params.port}, database {params.database}) "
-            f"runs PostgreSQL {version_text(version_num)}; bankdw needs PostgreSQL "
-            f"{version_text(MIN_SERVER_VERSION).removesuffix('.0')} or later"
+            f"the {role} ({params.describe()}) runs PostgreSQL {version_text(version_num)}; "
+            f"bankdw needs PostgreSQL {version_text(MIN_SERVER_VERSION).removesuffix('.0')} "
+            "or later",
+            "upgrade the server, or point bankdw at another one",
         )
 
 
-def _connect(params: PgParams, role: str, **kwargs) -> psycopg.Connection:
-    # Tracked: a stopping bankdw cancels what its connections run (see runtime.py).
-    conn = track(psycopg.connect(params.url(), **kwargs))
+def _connect(params: PgParams, role: str, setting: str, **kwargs) -> psycopg.Connection:
+    try:
+        # Tracked: a stopping bankdw cancels what its connections run (see runtime.py).
+        conn = track(psycopg.connect(params.url(), **kwargs))
+    except psycopg.OperationalError as err:
+        # Which database, why, and what to do; whether retrying can help (failures.py).
+        raise connection_failure(err, role, params, setting) from err
     try:
         # libpq learnt the version at connect: no query, no cost.
         check_server_version(conn.info.server_version, role, params)
@@ -201,8 +184,32 @@ def _connect(params: PgParams, role: str, **kwargs) -> psycopg.Connection:
 
 
 def connect_warehouse(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return _connect(warehouse_params(settings), "warehouse", **kwargs)
+    return _connect(warehouse_params(settings), "warehouse", "WAREHOUSE_URL", **kwargs)
 
 
 def connect_source(settings: Settings | None = None, **kwargs) -> psycopg.Connection:
-    return _connect(source_params(settings), "source", **kwargs)
+    return _connect(source_params(settings), "source", "SOURCE_URL", **kwargs)
+
+
+def connect_url(url: str, role: str, setting: str, **kwargs) -> psycopg.Connection:
+    """A connection to a URL the user named (`--source-url`), checked like the others."""
+    return _connect(parse_url(url), role, setting, **kwargs)
+
+
+def describe_warehouse(settings: Settings | None = None) -> str:
+    """Which warehouse a command targets, without starting or connecting to anything, and never
+    with the password: `host db.internal, port 5432, database warehouse`, or the embedded one."""
+    settings = settings or get_settings()
+    if settings.warehouse_url is not None:
+        return parse_url(settings.warehouse_url.get_secret_value()).describe()
+    return f"embedded PostgreSQL in {_pgdata(settings)}, database {settings.warehouse_database}"
+
+
+def describe_source(settings: Settings | None = None) -> str:
+    """Which source a command reads, like describe_warehouse."""
+    settings = settings or get_settings()
+    if settings.source_url is not None:
+        return parse_url(settings.source_url.get_secret_value()).describe()
+    if not settings.uses_embedded_warehouse:
+        return "none (SOURCE_URL is not set)"
+    return f"the demo bank, database {settings.source_database} beside the warehouse"

@@ -1,5 +1,5 @@
 """Physical upkeep of large model tables, as post-statements: indexes on what incremental loads
-look up, and fresh statistics, so the planner never guesses a freshly filled table's size."""
+look up, and statistics kept fresh, so the planner never guesses a freshly filled table's size."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ from sqlmesh import macro
 STAGES = ("creating", "evaluating")
 
 
+def _index(evaluator, columns: tuple[exp.Expression, ...], unique: bool) -> str | None:  # type: ignore[no-untyped-def]
+    if evaluator.runtime_stage not in STAGES:
+        return None
+    table = evaluator.this_model
+    listed = ", ".join(c.sql(dialect="postgres") for c in columns)
+    kind = "unique index" if unique else "index"
+    name = "ix_" + hashlib.md5(f"{table}({listed}){kind}".encode()).hexdigest()[:24]
+    return f"create {kind} if not exists {name} on {table} ({listed})"
+
+
 @macro()
 def create_index(evaluator, *columns: exp.Expression) -> str | None:  # type: ignore[no-untyped-def]
     """`create index if not exists` on this model's physical table (no-op when it exists).
@@ -18,18 +28,22 @@ def create_index(evaluator, *columns: exp.Expression) -> str | None:  # type: ig
     The name hashes table and columns: physical tables are versioned, and an index name is
     unique per schema.
     """
-    if evaluator.runtime_stage not in STAGES:
-        return None
-    table = evaluator.this_model
-    listed = ", ".join(c.sql(dialect="postgres") for c in columns)
-    name = "ix_" + hashlib.md5(f"{table}({listed})".encode()).hexdigest()[:24]
-    return f"create index if not exists {name} on {table} ({listed})"
+    return _index(evaluator, columns, unique=False)
+
+
+@macro()
+def create_unique_index(evaluator, *columns: exp.Expression) -> str | None:  # type: ignore[no-untyped-def]
+    """A unique index: the grain of an upserted table, enforced where each upsert writes, so that
+    its audits need only look at the rows a run wrote."""
+    return _index(evaluator, columns, unique=True)
 
 
 @macro()
 def analyze_table(evaluator) -> str | None:  # type: ignore[no-untyped-def]
-    """ANALYZE this model's table after each evaluation: a sample, so its cost does not grow with
-    the table, and the next model's plan sees today's rows."""
+    """ANALYZE this model's table after a load when its statistics are stale (never taken, or a
+    fifth of the table written since: ops.analyze_if_stale), so that the next model's plan never
+    guesses a freshly filled table's size, and a run does not pay a sample of every table."""
     if evaluator.runtime_stage not in STAGES:
         return None
-    return f"analyze {evaluator.this_model}"
+    table = exp.Literal.string(evaluator.this_model).sql(dialect="postgres")
+    return f"select ops.analyze_if_stale({table}::regclass)"

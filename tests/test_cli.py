@@ -50,6 +50,15 @@ def test_sql_reports_a_bad_query_clearly(bank_factory):
     assert "no_such_table" in result.output
 
 
+def test_sql_piped_keeps_every_character_of_a_wide_row(bank_factory):
+    """Point 16: piped, tables were squeezed to 80 columns, cutting and folding values."""
+    bank_factory("cli_wide")
+    result = runner.invoke(app, ["sql", "select repeat('x', 150) || '-END' as wide, 42 as n"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "-END" in line]
+    assert len(lines) == 1 and "x" * 150 + "-END" in lines[0] and "42" in lines[0], result.stdout
+
+
 def test_db_url_prints_the_warehouse_url(bank_factory):
     bank = bank_factory("cli_url")
     result = runner.invoke(app, ["db", "url"])

@@ -37,13 +37,11 @@ def marked(url: str, transaction_id: int) -> bool:
 @pytest.fixture(scope="module")
 def bank(bank_factory):
     bank = bank_factory("deletes")
-    simulate(bank.source_url, 6, scale=40, seed=31, bad_rate=0.0)
+    # Ten days: the first lies beyond DELETE_WATCH_DAYS (7) of the source's latest change.
+    simulate(bank.source_url, 10, scale=40, seed=31, bad_rate=0.0)
     extract_flow()  # the first load: nothing can be gone, and it counts as a full sweep
-    with psycopg.connect(bank.warehouse_url) as conn:
-        # That load happened long ago, as far as the watch window is concerned.
-        conn.execute("update ops.batches set started_at = started_at - interval '30 days'")
     simulate(bank.source_url, 1, scale=40, seed=31, bad_rate=0.0)
-    extract_flow()  # a recent batch: the new day's rows
+    extract_flow()
     return bank
 
 
@@ -69,7 +67,8 @@ def test_an_old_row_deleted_waits_for_the_full_sweep(bank):
     first_day = scalar(bank.source_url, "select min(transaction_date) from transactions")
     victim = delete_in_source(bank.source_url, f"transaction_date = '{first_day}'")
     extract_flow()
-    assert not marked(wh, victim)  # beyond DELETE_WATCH_DAYS: not looked up every run
+    # Changed more than DELETE_WATCH_DAYS before the source's latest change: not looked up.
+    assert not marked(wh, victim)
     # The sweep falls due (its last run is older than DELETE_SWEEP_HOURS)...
     with psycopg.connect(wh) as conn:
         conn.execute("update ops.delete_sweeps set swept_at = swept_at - interval '25 hours'")

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from pgserver.utils import PostmasterInfo
 
+from flows.pgurl import parse_url
 from flows.prefect_api import stop_orphans
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -209,8 +210,13 @@ def test_kill_9_leaves_no_api_server_and_the_next_commands_reuse_or_restart_post
 
 
 def test_a_failing_run_exits_at_once_with_a_one_line_error(bankdw, new_database):
-    """The source has no tables: extraction fails, and the command ends with that error."""
-    run = bankdw("extract", WAREHOUSE_URL=new_database("wh_fail"), SOURCE_URL=new_database("src"))
+    """A required column is missing from the source: a schema refusal inside the flow ends the
+    command with one error line, no traceback on the screen (it is in the log), at once."""
+    source = new_database("src_fail")
+    with psycopg.connect(source) as conn:
+        conn.execute((PROJECT_ROOT / "sql" / "source" / "corebank.sql").read_text())
+        conn.execute("alter table customers drop column email")
+    run = bankdw("extract", WAREHOUSE_URL=new_database("wh_fail"), SOURCE_URL=source)
     server = psutil.Process(run.wait_for_api())
     started = [server, *run.descendants()]
     assert run.wait(API_START_SECONDS) == 1, run.output[-3000:]
@@ -218,11 +224,18 @@ def test_a_failing_run_exits_at_once_with_a_one_line_error(bankdw, new_database)
     errors = [(at, line) for at, line in run.lines if line.startswith("error:")]
     assert len(errors) == 1, run.output[-3000:]
     at, line = errors[0]
-    assert "does not exist" in line and "public." in line, line
+    assert "customers" in line and "'email' is missing from the source" in line, line
+    assert f"the source ({parse_url(source).describe()})" in line, line
+    assert "Traceback" not in run.output and "ERROR" not in run.output, run.output[-3000:]
     assert ended - at < 5, f"{ended - at:.1f} s from the error to the exit"
     assert "exiting now" not in run.output, "it took the hard exit, not the graceful one"
     assert_gone(started)
     assert not run.pid_file.exists()
+    # The traceback went to the log; Prefect's database and the log are the owner's only.
+    log = run.data_dir / "logs" / "bankdw.log"
+    assert "Traceback" in log.read_text()
+    private = [run.data_dir, log, run.data_dir / "prefect", run.data_dir / "prefect" / "prefect.db"]
+    assert [oct(p.stat().st_mode & 0o777) for p in private] == ["0o700", "0o600", "0o700", "0o600"]
 
 
 def test_a_run_whose_prefect_api_dies_fails_within_seconds(bankdw, bank):

@@ -96,9 +96,14 @@ def test_second_run_without_source_change_adds_nothing(clean_bank):
         bank.warehouse_url,
         FACT_FINGERPRINT,
     )
-    run_flow()
+    summary = run_flow()
     assert layer_counts(bank.warehouse_url) == before
     assert one(bank.warehouse_url, "select count(*) from raw.transactions")[0] == raw_rows_before
+    # Nothing new was published, and the project is as last run: SQLMesh is not even loaded.
+    details = {step: detail for step, _, detail in summary.steps}
+    assert details["publish"].startswith("0 batches")
+    assert details["sqlmesh plan"] == "0 new model versions"
+    assert details["sqlmesh run"] == "nothing new: SQLMesh not loaded"
     assert (
         one(
             bank.warehouse_url,

@@ -81,6 +81,8 @@ def test_failing_audit_stops_the_run_with_step_and_cause(bank_factory):
     assert "sqlmesh run" in result.output
     assert "vault.link_account_transaction" in result.output
     assert "link_hub_keys_exist" in result.output and "1 bad row" in result.output
+    # Quiet by default: no line per model and per audit from SQLMesh's console.
+    assert "[1/1]" not in result.output and "audits ✔" not in result.output, result.output
     with psycopg.connect(bank.warehouse_url) as conn:
         assert conn.execute("select to_regclass('gold.fact_transactions')").fetchone()[
             0

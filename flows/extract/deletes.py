@@ -4,16 +4,17 @@ Raw keeps every version; a key the source no longer has gets a delete marker (`_
 key columns only) from the batch that noticed. Two ways to notice, inside the batch's
 transaction and the source's snapshot:
 
-- `recent`: the keys that raw received in the last DELETE_WATCH_DAYS (the rows that can still be
-  cancelled: a pending transaction settles within days) are looked up in the source by primary
-  key, in chunks. Its cost follows the recent volume, not the table: every run can afford it.
+- `recent`: the keys of rows the source changed within DELETE_WATCH_DAYS of its latest change
+  (its own `updated_at`, measured from the watermark: the rows that can still be cancelled, as a
+  pending transaction settles within days) are looked up in the source by primary key, in
+  chunks. Its cost follows the recent volume, not the table: every run can afford it.
 - `full`: every key of the source table is streamed into a temporary table and compared with
   the keys raw holds. It catches a delete of any row, however old, and costs a pass over the
   table's primary-key index: it runs when the last one is older than DELETE_SWEEP_HOURS (or
   when asked, e.g. by the daily deployment).
 
-The guarantee: a delete of a row whose last change reached raw within DELETE_WATCH_DAYS is seen
-by the next run; any delete is seen within DELETE_SWEEP_HOURS (plus one run).
+The guarantee: a delete of a row the source changed within DELETE_WATCH_DAYS of its latest change
+is seen by the next run; any delete is seen within DELETE_SWEEP_HOURS (plus one run).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def mark_deleted_keys(
     keys: list[load.Column],
     mode: Literal["full", "recent"],
     batch_id: int,
-    watch_days: float,
+    recent_since: datetime,
 ) -> int:
     """Write a delete marker for every key live in raw but gone from the source; how many."""
     names = [k.name for k in keys]
@@ -59,7 +60,7 @@ def mark_deleted_keys(
     if mode == "full":
         _collect_gone_by_sweep(source, warehouse, entity, names)
     else:
-        _collect_gone_among_recent(source, warehouse, entity, keys, batch_id, watch_days)
+        _collect_gone_among_recent(source, warehouse, entity, keys, batch_id, recent_since)
     return _insert_markers(warehouse, entity, names)
 
 
@@ -125,9 +126,9 @@ def _collect_gone_among_recent(
     entity: str,
     keys: list[load.Column],
     batch_id: int,
-    watch_days: float,
+    recent_since: datetime,
 ) -> None:
-    """The keys raw received in the last `watch_days`, looked up in the source by key."""
+    """The keys of rows the source changed after `recent_since`, looked up in it by key."""
     names = [k.name for k in keys]
     lookup = sql.SQL(
         "select {c_keys} from unnest({arrays}) as c({keys}) "
@@ -144,7 +145,7 @@ def _collect_gone_among_recent(
             sql.SQL("t.{k} = c.{k}").format(k=sql.Identifier(n)) for n in names
         ),
     )
-    for chunk in _recent_keys(warehouse, entity, names, batch_id, watch_days):
+    for chunk in _recent_keys(warehouse, entity, names, batch_id, recent_since):
         columns = [list(column) for column in zip(*chunk, strict=True)]
         gone = source.execute(lookup, columns).fetchall()
         if gone:
@@ -158,24 +159,21 @@ def _collect_gone_among_recent(
 
 
 def _recent_keys(
-    warehouse: psycopg.Connection, entity: str, names: list[str], batch_id: int, watch_days: float
+    warehouse: psycopg.Connection,
+    entity: str,
+    names: list[str],
+    batch_id: int,
+    since: datetime,
 ) -> Iterator[list[tuple]]:
-    """Distinct live keys of the entity's batches that started in the last `watch_days`."""
-    first = warehouse.execute(
-        "select min(batch_id) from ops.batches where entity = %s and status = 'committed' "
-        "and source = current_setting('bankdw.record_source') "
-        "and started_at >= clock_timestamp() - %s and batch_id < %s",
-        (entity, timedelta(days=watch_days), batch_id),
-    ).fetchone()[0]
-    if first is None:
-        return
+    """Distinct live keys raw holds in a version the source stamped after `since` (indexed on
+    raw's updated_at): the rows the source changed lately, whenever they were loaded."""
     with warehouse.cursor(name="recent_keys") as cur:
         cur.execute(
             sql.SQL(
                 "select distinct {keys} from {raw} "
-                "where _batch_id >= %s and _batch_id < %s and not _is_deleted"
+                "where updated_at >= %s and _batch_id < %s and not _is_deleted"
             ).format(keys=_listed(names), raw=sql.Identifier("raw", entity)),
-            (first, batch_id),
+            (since, batch_id),
         )
         while chunk := cur.fetchmany(CHUNK_KEYS):
             yield chunk

@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-from prefect_aws import S3Bucket
 
 from flows.extract import ledger
 from flows.extract.feed_file import FeedFile, IgnoredFile
 from flows.extract.landing import list_landing
+
+if TYPE_CHECKING:  # boto3 and prefect-aws cost a second to import: only S3 needs them
+    from prefect_aws import S3Bucket
 
 
 @dataclass

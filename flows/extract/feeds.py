@@ -11,24 +11,27 @@ reported with the ignored ones; it fails nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
-from prefect_aws import S3Bucket
 
 from flows.extract import ledger
 from flows.extract.discovery import Discovery, discover_landing, discover_s3
 from flows.extract.feed_file import FeedFile, FileSource, IgnoredFile, RepeatedFile
 from flows.extract.files import FeedBatchResult, load_feed_file
 from flows.extract.landing import SetAsideError
-from flows.extract.s3 import downloaded, s3_bucket_from_settings
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.warehouse import connect_warehouse
 
+if TYPE_CHECKING:  # boto3 and prefect-aws cost a second to import: only S3 needs them
+    from prefect_aws import S3Bucket
+
 FileOutcome = FeedBatchResult | RepeatedFile | IgnoredFile | None
+NO_LANDING = "no LANDING_DIR or S3_BUCKET is set"
 
 
 @dataclass
@@ -40,6 +43,7 @@ class FeedRun:
     ignored: list[IgnoredFile] = field(default_factory=list)  # with why
     discovery: str = ""  # what discovery listed and kept, and how long it took
     files_read: int = 0  # files that became tasks: the only ones read and hashed
+    off: str | None = None  # why no feed was looked for (no landing folder or bucket)
 
     @property
     def resent(self) -> list[str]:
@@ -88,7 +92,9 @@ def load_landing_file(file: FeedFile) -> FileOutcome:
     cache_policy=NO_CACHE,
     task_run_name="load s3 {file.name}",
 )
-def load_s3_object(bucket: S3Bucket, file: FeedFile) -> FileOutcome:
+def load_s3_object(bucket: Any, file: FeedFile) -> FileOutcome:  # bucket: prefect_aws.S3Bucket
+    from flows.extract.s3 import downloaded
+
     with downloaded(bucket, file) as local:
         return load_one_file(local)
 
@@ -140,7 +146,7 @@ def keep_ignored(source: FileSource, run: FeedRun) -> None:
 
 
 @flow(name="bankdw-extract-feeds")
-def extract_feeds_flow(source: FileSource = "landing", bucket: S3Bucket | None = None) -> FeedRun:
+def extract_feeds_flow(source: FileSource = "landing", bucket: Any = None) -> FeedRun:
     """Every new feed file into raw: from the landing folder, or from S3 (`source="s3"`).
 
     `bucket` overrides the bucket the settings describe (S3_BUCKET, S3_ENDPOINT_URL, ...).
@@ -154,7 +160,12 @@ def load_new_feed_files(source: FileSource = "landing", bucket: S3Bucket | None 
     settings = get_settings()
     if source not in ("landing", "s3"):
         raise ValueError(f"source must be 'landing' or 's3', not {source!r}")
+    if source == "landing" and settings.landing_path is None:
+        # A server warehouse gets no demo landing folder: feeds wait until one is named.
+        return FeedRun(off=NO_LANDING)
     if source == "s3":
+        from flows.extract.s3 import s3_bucket_from_settings
+
         bucket = bucket or s3_bucket_from_settings(settings)
     with connect_warehouse(autocommit=True) as conn:
         if source == "landing":

@@ -28,9 +28,11 @@ from psycopg import sql
 from flows import load
 from flows.extract.deletes import DeleteMode, choose_mode, mark_deleted_keys
 from flows.extract.streaming import pipe_copy
+from flows.failures import describe_connection, missing_tables
 from flows.quality.contracts import contract_for
 from flows.quality.drift import (
     DriftReport,
+    SchemaDriftError,
     check_required,
     check_types_unchanged,
     record_schema,
@@ -87,8 +89,11 @@ def extract_table(
         now = source.execute("select now()").fetchone()[0]
         columns = load.table_columns(source, "public", entity)
         if not columns:
-            raise LookupError(f"source table public.{entity} does not exist")
-        check_required(entity, columns, contract.required)
+            raise missing_tables(source, [entity])
+        try:
+            check_required(entity, columns, contract.required)
+        except SchemaDriftError as err:  # say which source: the warehouse may have others
+            raise SchemaDriftError(f"the source ({describe_connection(source)}): {err}") from err
         keys = load.primary_key_columns(source, "public", entity) or list(contract.keys)
         # In a short transaction of its own: its DDL lock, held to the end of a load
         # transaction, would make concurrent table loads wait for each other.
@@ -132,7 +137,8 @@ def extract_table(
                     key_columns,
                     mode,
                     batch_id,
-                    settings.delete_watch_days,
+                    # Recent by the source's own timeline: its latest change, not our clock.
+                    (high or since) - timedelta(days=settings.delete_watch_days),
                 )
             if since is None or mode == "full":
                 load.record_sweep(warehouse, record_source, entity, now, batch_id)

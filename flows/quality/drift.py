@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from flows.failures import BankdwError
 from flows.load import Column
 
 TYPE_FAMILIES = {
@@ -24,8 +25,9 @@ TYPE_FAMILIES = {
 }
 
 
-class SchemaDriftError(RuntimeError):
-    """A required column went missing or changed type: the batch must not load."""
+class SchemaDriftError(BankdwError):
+    """A required column went missing or changed type: the batch must not load (retrying cannot
+    help; the message says what to fix)."""
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """Run a contract's GX suite over a frame of rows and say, per row, which rules it broke.
 
-One file-backed GX context under `.warehouse/gx` keeps every validation result, so Data Docs
-(HTML) can be rebuilt after a run. GX is imported here, not at package import: it costs seconds.
+One file-backed GX context under the warehouse's local state (`gx/`) keeps the newest
+validation results (GX_RESULTS_KEPT: they hold the failing rows, personal data included), so Data
+Docs (HTML) can be rebuilt after a run. GX is imported here, not at package import: it costs
+seconds.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -47,12 +50,19 @@ def coerce_numbers(frame: pd.DataFrame, required: dict[str, str]) -> dict[str, l
 class ContractValidator:
     """Validates frames against the contracts with GX's pandas engine (thread-safe)."""
 
-    def __init__(self, gx_root: Path) -> None:
+    def __init__(self, gx_root: Path, results_kept: int | None = None) -> None:
         import great_expectations as gx
+
+        # Our IBAN expectation must be registered before the context reads the stored suites:
+        # the accounts suite names it, and GX logs an error with a traceback for every
+        # expectation type it does not know when it loads a suite.
+        import flows.quality.iban_expectation  # noqa: F401
+        from flows.settings import get_settings
 
         gx_root.mkdir(parents=True, exist_ok=True)
         self._gx = gx
         self._lock = threading.Lock()
+        self.results_kept = get_settings().gx_results_kept if results_kept is None else results_kept
         self.context = gx.get_context(mode="file", project_root_dir=str(gx_root))
         self.context.variables.progress_bars = {"globally": False, "metric_calculations": False}
         self._source = self.context.data_sources.add_or_update_pandas("ingestion")
@@ -87,11 +97,36 @@ class ContractValidator:
             "result_format": {"result_format": "COMPLETE"},
         }
         try:
-            return self._definition(entity).run(**params)
+            result = self._definition(entity).run(**params)
         except ResourceFreshnessAggregateError:
             # Another process saved the same suite to the shared store since we cached it.
             self._definitions.pop(entity, None)
-            return self._definition(entity).run(**params)
+            result = self._definition(entity).run(**params)
+        self.prune_results()
+        return result
+
+    def _uncommitted(self) -> Path:
+        return Path(self.context.root_directory) / "uncommitted"
+
+    def stored_results(self) -> list[Path]:
+        """The stored validation results, oldest first (their folder is the run's UTC time)."""
+        store = self._uncommitted() / "validations"
+        return sorted(store.rglob("*.json"), key=lambda p: (p.parent.name, p.stat().st_mtime))
+
+    def prune_results(self) -> int:
+        """Delete all but the newest `results_kept` validation results, and their Data Docs
+        pages: each holds the rows that failed, whole. Returns how many were deleted."""
+        results = self.stored_results()
+        doomed = results[: max(len(results) - self.results_kept, 0)]
+        store = self._uncommitted() / "validations"
+        site = self._uncommitted() / "data_docs" / "local_site" / "validations"
+        for path in doomed:
+            page = (site / path.relative_to(store)).with_suffix(".html")
+            path.unlink(missing_ok=True)
+            page.unlink(missing_ok=True)
+            _remove_empty_folders(path.parent, stop=store)
+            _remove_empty_folders(page.parent, stop=site)
+        return len(doomed)
 
     def validate(
         self, entity: str, frame: pd.DataFrame, now: datetime | None = None
@@ -149,9 +184,19 @@ class ContractValidator:
         with self._lock:
             for contract in CONTRACTS.values():
                 self.context.suites.add_or_update(build_suite(contract))
+            self.prune_results()
+            # Rebuilt from the results kept: no page outlives its result.
+            shutil.rmtree(self._uncommitted() / "data_docs" / "local_site" / "validations", True)
             self.context.build_data_docs()
             sites = self.context.get_docs_sites_urls()
         return sites[0]["site_url"].removeprefix("file://") if sites else None
+
+
+def _remove_empty_folders(folder: Path, stop: Path) -> None:
+    """Remove `folder` and its parents up to (not including) `stop` while they are empty."""
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
 
 
 _validators: dict[Path, ContractValidator] = {}

@@ -12,9 +12,16 @@ import psycopg
 
 from flows.simulate.feeds import FEEDS, write_feed_files
 from flows.simulate.generator import BAD_KINDS, RATES, DayChanges, Rates, SimState, generate_day
-from flows.simulate.writer import apply_changes, apply_schema, lock_state, read_snapshot, save_state
+from flows.simulate.writer import (
+    SOURCE_TABLES,
+    apply_changes,
+    apply_schema,
+    lock_state,
+    read_snapshot,
+    save_state,
+)
 
-TABLES = ("products", "customers", "accounts", "account_holders", "transactions")
+TABLES = SOURCE_TABLES
 
 
 @dataclass
@@ -30,6 +37,7 @@ class SimulationSummary:
     bad_records: Counter[str] = field(default_factory=Counter)  # kind -> rows
     feed_lines: Counter[str] = field(default_factory=Counter)  # feed -> lines written
     feed_bad_lines: Counter[str] = field(default_factory=Counter)  # "<feed>.<kind>" -> lines
+    landing_dir: Path | None = None  # where the feed files went (None: not written)
 
     def add_day(self, changes: DayChanges, wrote_feeds: bool) -> None:
         self.days_simulated += 1
@@ -105,7 +113,7 @@ def simulate(
     files under landing_dir/<feed>/ (rewriting a day gives the same bytes).
     """
     validate_arguments(days, scale, bad_rate)
-    summary = SimulationSummary()
+    summary = SimulationSummary(landing_dir=None if landing_dir is None else Path(landing_dir))
     with psycopg.connect(conninfo) as conn:
         apply_schema(conn)
         for done in range(1, days + 1):

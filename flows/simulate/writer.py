@@ -34,8 +34,39 @@ STATE_COLUMNS = (
 )
 
 
+# The tables corebank.sql creates; sim_state marks a database the simulator made.
+SOURCE_TABLES = ("products", "customers", "accounts", "account_holders", "transactions")
+
+
+class ForeignDatabaseError(ValueError):
+    """The database holds tables the simulator did not make: it is someone's data."""
+
+
+def check_simulator_database(conn: psycopg.Connection) -> None:
+    """Refuse a database that holds a table of the core bank's names but no sim_state.
+
+    Creating the missing tables beside someone's `customers` and failing on the first insert
+    would leave both a half-made demo and a touched database behind.
+    """
+    found = [
+        table
+        for table in (*SOURCE_TABLES, "sim_state")
+        if conn.execute("select to_regclass(%s) is not null", (f"public.{table}",)).fetchone()[0]
+    ]
+    foreign = [t for t in found if t != "sim_state"]
+    if foreign and "sim_state" not in found:
+        info = conn.info
+        raise ForeignDatabaseError(
+            f"database {info.dbname} on host {info.host} already holds "
+            f"{', '.join(foreign)}, not made by the simulator: it writes only to an empty "
+            "database or one it made"
+        )
+
+
 def apply_schema(conn: psycopg.Connection) -> None:
-    """Create the source tables if missing (the script only uses `if not exists` statements)."""
+    """Create the source tables if missing (the script only uses `if not exists` statements),
+    in a database that is empty or the simulator's own (check_simulator_database)."""
+    check_simulator_database(conn)
     conn.execute(SCHEMA_PATH.read_text(encoding="utf-8"))
     conn.commit()
 

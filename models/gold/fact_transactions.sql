@@ -7,10 +7,14 @@ MODEL (
   kind INCREMENTAL_BY_UNIQUE_KEY (unique_key transaction_hk),
   cron '@hourly',
   grain transaction_hk,
+  /* the rows a run wrote (the unique index keeps the grain across runs): audits cost what is new */
   audits (
-    not_null(columns := (transaction_hk, transaction_id, account_hk, amount, booking_date)),
-    unique_values(columns := (transaction_hk)),
-    accepted_range(column := amount, min_v := 0, inclusive := false)
+    not_null(
+      columns := (transaction_hk, transaction_id, account_hk, amount, booking_date),
+      condition := loaded_at >= @start_tstz
+    ),
+    unique_values(columns := (transaction_hk), condition := loaded_at >= @start_tstz),
+    accepted_range(column := amount, min_v := 0, inclusive := false, condition := loaded_at >= @start_tstz)
   )
 );
 
@@ -87,5 +91,6 @@ where v.status = 'booked'
         and later.load_ts <= @end_tstz
     )
 );
-@create_index(transaction_hk);
+@create_unique_index(transaction_hk);
+@create_index(loaded_at);
 @analyze_table();

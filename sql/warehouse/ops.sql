@@ -194,3 +194,26 @@ create table if not exists ops.sqlmesh_runs (
     execution_time  timestamptz not null,
     finished_at     timestamptz not null default clock_timestamp()
 );
+
+-- A model's statistics, refreshed when stale: never analyzed, or more than `changed_share` of
+-- its rows written since (autovacuum's rule, applied before the next model plans its query on
+-- the table). Fresh statistics cost nothing to keep: a run that analyzed every table it wrote
+-- would pay a sample of each, growing with the table, on every run.
+create or replace function ops.analyze_if_stale(target regclass, changed_share float8 default 0.2)
+returns boolean
+language plpgsql as $$
+declare
+    live      bigint;
+    modified  bigint;
+    analyzed  timestamptz;
+begin
+    select n_live_tup, n_mod_since_analyze, greatest(last_analyze, last_autoanalyze)
+      into live, modified, analyzed
+      from pg_stat_user_tables where relid = target;
+    if analyzed is null or modified > changed_share * greatest(live, 1) then
+        execute format('analyze %s', target);
+        return true;
+    end if;
+    return false;
+end
+$$;
