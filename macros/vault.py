@@ -78,10 +78,14 @@ def _parse(evaluator, query: str) -> exp.Expression:  # type: ignore[no-untyped-
     Macro variables in a macro's result are not expanded again: the interval's bounds and the
     bank's zone are put in here, as literals that mean one instant whatever the session's zone.
     """
+
+    def literal(value: object) -> str:  # quoted as SQL text, whatever the value holds
+        return exp.Literal.string(str(value)).sql(dialect="postgres")
+
     values = {
-        "@start_tstz": f"cast('{evaluator.locals['start_tstz']}' as timestamptz)",
-        "@end_tstz": f"cast('{evaluator.locals['end_tstz']}' as timestamptz)",
-        "@bank_timezone": f"'{evaluator.var('bank_timezone', 'UTC')}'",
+        "@start_tstz": f"cast({literal(evaluator.locals['start_tstz'])} as timestamptz)",
+        "@end_tstz": f"cast({literal(evaluator.locals['end_tstz'])} as timestamptz)",
+        "@bank_timezone": literal(evaluator.var("bank_timezone", "UTC")),
     }
     for name, value in values.items():
         query = query.replace(name, value)

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from flows.pipeline import run_flow
 from flows.quality.replay import replay
-from flows.settings import get_settings
+from flows.settings import reset_settings
 from flows.simulate import Rates, simulate
 from flows.simulate.feeds import FeedRates
 from flows.simulate.generator import gb_iban
@@ -120,8 +120,12 @@ def history(bank_factory, tmp_path_factory):
     """Six days of warehouse time, a run or more per day (see the module's docstring)."""
     bank = bank_factory("incremental")
     wh, src = bank.warehouse_url, bank.source_url
-    landing = get_settings().landing_path
+    # A server warehouse reads no landing folder unless told (the safe default): name one.
+    landing = tmp_path_factory.mktemp("landing")
     held_dir = tmp_path_factory.mktemp("held")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LANDING_DIR", str(landing))
+    reset_settings()
 
     def next_day() -> None:
         advance_warehouse_clock(wh)
@@ -151,7 +155,9 @@ def history(bank_factory, tmp_path_factory):
     run_flow()  # day 5: day 3's files arrive
     next_day()
     run_flow()  # day 6
-    return bank, held, (a_to_b, twice)
+    yield bank, held, (a_to_b, twice)
+    patch.undo()
+    reset_settings()
 
 
 def release_a_quarantined_account(wh: str) -> tuple[int, int]:
@@ -299,6 +305,6 @@ def test_silver_vault_and_gold_built_run_by_run_equal_a_rebuild_from_raw(history
         tables
     )
     before = snapshot(wh)
-    assert before["silver.transactions"][0] > 1000
+    assert before["silver.transactions"][0] > 500  # a history of some size, not a handful
     rebuild_everything()
     assert snapshot(wh) == before

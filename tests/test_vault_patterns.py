@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from flows.summary import count_warnings
 from tests.vault_helpers import ScenarioWarehouse, parse_table, rebuild_everything
@@ -150,12 +151,13 @@ def expect(text: str) -> list[dict[str, str | None]]:
 
 
 def customer_rows(vault: ScenarioWarehouse, table: str, columns: str, ids: tuple) -> list:  # type: ignore[type-arg]
-    return vault.query(
-        f"select h.customer_id, {columns} from vault.{table} as s "
+    """`columns` of satellite `table` (qualified `s.`) for customers `ids`, in load order."""
+    query = sql.SQL(
+        "select h.customer_id, {columns} from {table} as s "
         "join vault.hub_customer as h using (customer_hk) "
-        "where h.customer_id = any(%s) order by h.customer_id, s.load_ts",
-        (list(ids),),
-    )
+        "where h.customer_id = any(%s) order by h.customer_id, s.load_ts"
+    ).format(columns=sql.SQL(columns), table=sql.Identifier("vault", table))
+    return vault.query(query, (list(ids),))
 
 
 # ---------------------------------------------------------------- hub
@@ -441,7 +443,11 @@ def test_rebuilding_the_vault_from_raw_changes_nothing(vault):
                 "where table_schema in ('vault', 'gold') order by 1"
             ).fetchall()
             return {
-                t: conn.execute(f"select t::text from {t} as t order by 1").fetchall()
+                t: conn.execute(
+                    sql.SQL("select t::text from {} as t order by 1").format(
+                        sql.Identifier(*t.split("."))
+                    )
+                ).fetchall()
                 for (t,) in tables
             }
 

@@ -195,7 +195,11 @@ class ScenarioWarehouse:
         self.runs[label] = published
         return published
 
-    def query(self, query: str, params: tuple | dict = ()) -> list[dict[str, str | None]]:  # type: ignore[type-arg]
+    def query(
+        self,
+        query: str | sql.Composable,
+        params: tuple | dict = (),  # type: ignore[type-arg]
+    ) -> list[dict[str, str | None]]:
         """Rows as readable strings: load times as run labels, timestamps in UTC to the minute."""
         with psycopg.connect(self.url) as conn:
             conn.execute("set timezone = 'UTC'")
