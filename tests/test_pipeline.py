@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from flows.pipeline import run_flow
+from flows.settings import reset_settings
 from flows.simulate import simulate
 from flows.summary import LAYER_TABLES
 
@@ -50,12 +51,20 @@ def layer_counts(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def clean_bank(bank_factory):
-    """A bank without bad records, 30 simulated days, run once."""
+def clean_bank(bank_factory, tmp_path_factory):
+    """A bank without bad records, 30 simulated days with their CRM feed files, run once."""
     bank = bank_factory("clean")
-    simulate(bank.source_url, DAYS, scale=SCALE, seed=SEED, bad_rate=0.0)
+    # The CRM feeds fill the vault's CRM hubs, links and satellites; a server warehouse reads no
+    # landing folder unless told.
+    landing = tmp_path_factory.mktemp("landing")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LANDING_DIR", str(landing))
+    reset_settings()
+    simulate(bank.source_url, DAYS, scale=SCALE, seed=SEED, bad_rate=0.0, landing_dir=landing)
     summary = run_flow()
-    return bank, summary
+    yield bank, summary
+    patch.undo()
+    reset_settings()
 
 
 def test_first_run_fills_every_layer(clean_bank):
