@@ -119,16 +119,19 @@ def hub(  # type: ignore[no-untyped-def]
         f"""
         with arrivals as ({arrivals}),
         first_arrivals as (
-          select distinct on ({listed}) {listed}, load_ts, record_source
+          select distinct on ({listed}) {_hash_of(keys)} as {hk}, {listed}, load_ts, record_source
           from arrivals
           order by {listed}, load_ts, source_rank, batch_id
+        ),
+        already_held as materialized (
+          /* read once, before the first row is written: a self anti-join planned on the
+             empty table of a first build rescans it for every row it writes (quadratic) */
+          select {hk} from {evaluator.this_model_fqn}
+          where load_ts < @start_tstz and {hk} in (select {hk} from first_arrivals)
         )
-        select {_hash_of(keys, "f")} as {hk}, {_qualified(keys, "f")}, f.load_ts, f.record_source
+        select f.{hk}, {_qualified(keys, "f")}, f.load_ts, f.record_source
         from first_arrivals as f
-        where not exists (
-          select 1 from {evaluator.this_model_fqn} as h
-          where h.{hk} = {_hash_of(keys, "f")} and h.load_ts < @start_tstz
-        )
+        where not exists (select 1 from already_held as h where h.{hk} = f.{hk})
         """,
     )
 
@@ -161,13 +164,16 @@ def link(  # type: ignore[no-untyped-def]
         ),
         first_arrivals as (
           select distinct on ({lk}) * from arrivals order by {lk}, load_ts, batch_id
+        ),
+        already_held as materialized (
+          /* read once, before the first row is written: a self anti-join planned on the
+             empty table of a first build rescans it for every row it writes (quadratic) */
+          select {lk} from {evaluator.this_model_fqn}
+          where load_ts < @start_tstz and {lk} in (select {lk} from first_arrivals)
         )
         select {lk}, {names}, load_ts, record_source
         from first_arrivals as f
-        where not exists (
-          select 1 from {evaluator.this_model_fqn} as l
-          where l.{lk} = f.{lk} and l.load_ts < @start_tstz
-        )
+        where not exists (select 1 from already_held as l where l.{lk} = f.{lk})
         """,
     )
 
@@ -250,12 +256,15 @@ def versioned_sat(
           where hashdiff is distinct from previous_hashdiff
           order by {", ".join(version)}, judged_at
         ),
+        already_held as materialized (
+          /* read once, before the first row is written: a self anti-join planned on the
+             empty table of a first build rescans it for every row it writes (quadratic) */
+          select {", ".join(version)} from {this}
+          where load_ts < @start_tstz and {hk} in (select {hk} from first_changes)
+        ),
         new_rows as (
           select f.* from first_changes as f
-          where not exists (
-            select 1 from {this} as t
-            where {_equal(version, "t", "f")} and t.load_ts < @start_tstz
-          )
+          where not exists (select 1 from already_held as t where {_equal(version, "t", "f")})
         )
         select
           k.{hk},
@@ -375,7 +384,8 @@ def record_tracking_sat(  # type: ignore[no-untyped-def]
             select 1 from {_sql(hub)} as h where h.{hk} = e.{hk} and h.load_ts <= e.load_ts
           )
         ),
-        state_before as (
+        state_before as materialized (
+          /* read once, before the first row is written (see @hub) */
           select distinct on ({hk}) {hk}, is_deleted
           from {this}
           where load_ts < @start_tstz and {hk} in (select {hk} from tracked)
