@@ -208,6 +208,7 @@ def measure_history(
                     scale=scale,
                     seed=settings.sim_seed,
                     bad_rate=settings.sim_bad_rate,
+                    aml_cases=settings.sim_aml_cases,
                     start_date=start,
                     landing_dir=Path(folder) / "landing",
                 )

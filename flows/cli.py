@@ -295,6 +295,14 @@ def simulate(
     bad_rate: Annotated[
         float | None, typer.Option(min=0.0, max=0.5, help="Share of known bad records.")
     ] = None,
+    aml_cases: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=100.0,
+            help="AML cases of each rule planted per 30 days per 1,000 customers (0: none).",
+        ),
+    ] = None,
     source_url: Annotated[
         str | None,
         typer.Option(
@@ -341,6 +349,7 @@ def simulate(
                 scale=scale,
                 seed=seed,
                 bad_rate=bad_rate,
+                aml_cases=aml_cases,
                 progress=lambda done, total: progress.update(bar, completed=done),
             )
         except ForeignDatabaseError as err:

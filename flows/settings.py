@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     sim_seed: int = 42
     sim_scale: int = 1000
     sim_bad_rate: float = 0.005
+    # AML cases of each rule planted per 30 simulated days per 1,000 customers (0: none);
+    # flows/simulate/aml.py states the rules.
+    sim_aml_cases: float = 5.0
     sim_start_date: date = date(2026, 1, 1)
     sim_initial_days: int = 30
 
@@ -52,6 +55,7 @@ class Settings(BaseSettings):
         "customers",
         "accounts",
         "account_holders",
+        "account_balances",
         "transactions",
     )
     record_source: str = "corebank"

@@ -15,6 +15,7 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "customers",
         "accounts",
         "account_holders",
+        "account_balances",
         "transactions",
         "interactions",
         "opportunities",

@@ -19,6 +19,10 @@ def test_simulate_rejects_bad_arguments():
     assert result.exit_code == 2
     assert "--bad-rate" in result.output
 
+    result = runner.invoke(app, ["simulate", "--days", "1", "--aml-cases", "-1"])
+    assert result.exit_code == 2
+    assert "--aml-cases" in result.output
+
 
 def test_simulate_never_writes_to_a_source_named_by_source_url(bank_factory):
     bank = bank_factory("cli_guard")
@@ -41,6 +45,21 @@ def test_simulate_into_an_explicit_database_and_query_it(bank_factory):
     with psycopg.connect(bank.source_url) as conn:
         (count,) = conn.execute("select count(*) from customers").fetchone()
     assert str(count) in result.output
+
+
+def test_simulate_plants_aml_cases_as_asked_and_none_with_zero(bank_factory, new_database):
+    bank_factory("cli_aml")  # an embedded warehouse for the command; the sources are our own
+    planted = {}
+    for rate in ("0", "100"):
+        url = new_database(f"src_cli_aml_{rate}")
+        args = ["simulate", "--days", "6", "--scale", "200", "--aml-cases", rate]
+        result = runner.invoke(app, [*args, "--source-url", url])
+        assert result.exit_code == 0, result.output
+        with psycopg.connect(url) as conn:
+            planted[rate] = conn.execute("select count(*) from sim_aml_cases").fetchone()[0]
+            assert conn.execute("select count(*) from account_balances").fetchone()[0] > 200
+    assert planted["0"] == 0
+    assert planted["100"] > 0
 
 
 def test_sql_reports_a_bad_query_clearly(bank_factory):

@@ -79,6 +79,10 @@ def test_transaction_rules(validator):
         "status": "booked",
         "booking_date": "2026-01-02",
         "updated_at": "2026-01-02 09:00:00+00",
+        "channel": "card",
+        "merchant_category": "groceries",
+        "counterparty_account_id": None,
+        "booked_at": "2026-01-02 09:00:00+00",
     }
     rows = [
         good,
@@ -90,6 +94,9 @@ def test_transaction_rules(validator):
         {**good, "updated_at": "2026-06-01 00:10:00+00"},  # 10 minutes ahead: within tolerance
         {**good, "updated_at": "2026-06-01 00:20:00+00", "booking_date": None},
         {**good, "updated_at": "10000-01-01 00:00:00+00", "booking_date": None},
+        {**good, "channel": "fax", "merchant_category": "casino"},
+        {**good, "booked_at": "2026-06-01 00:20:00+00"},
+        {**good, "channel": None, "merchant_category": None, "booked_at": None},  # pending, say
     ]
     frame = pd.DataFrame([{**row, "transaction_id": str(i)} for i, row in enumerate(rows)])
     frame.loc[len(frame)] = {**good, "transaction_id": "0"}  # a second row with key 0
@@ -102,7 +109,9 @@ def test_transaction_rules(validator):
         4: ["booking_date_in_future"],
         7: ["updated_at_in_future"],
         8: ["updated_at_in_future"],
-        9: ["key_duplicated"],
+        9: ["channel_unknown", "merchant_category_unknown"],
+        10: ["booked_at_in_future"],
+        12: ["key_duplicated"],
     }
 
 
@@ -129,6 +138,12 @@ TRANSACTION_VALUES = {
             "-infinity",
             None,
         ]
+    ),
+    "channel": st.sampled_from(["card", "atm", "system", "ATM", "fax", None]),
+    "merchant_category": st.sampled_from(["groceries", "health", "casino", None]),
+    "counterparty_account_id": st.sampled_from(["10000001", None]),
+    "booked_at": st.sampled_from(
+        ["2026-01-02 09:00:00+00", "2026-06-01 00:15:01+00", "0001-01-01 00:00:00+00", None]
     ),
     # 23:30 at UTC-5 is the next day in UTC: the rule compares dates in the bank's zone (UTC).
     # Stamps past now (NOW) plus the tolerance are implausible, however far.
@@ -181,6 +196,14 @@ ACCOUNT_VALUES = {
     "status": st.sampled_from(["open", "closed", "frozen", None]),
     "updated_at": st.just("2026-01-02 09:00:00+00"),
 }
+ACCOUNT_BALANCE_VALUES = {
+    "account_id": st.sampled_from(["10000001", "10000002", None]),
+    "currency": st.sampled_from(["GBP", "EUR", "XYZ", None]),
+    "opening_balance": st.sampled_from(["0", "-250.00", "1500.25", None]),
+    "balance": st.sampled_from(["-12000.50", "0", "98765.43", None]),
+    "booked_transactions": st.sampled_from(["0", "7", "-1", None]),
+    "updated_at": st.sampled_from(["2026-01-02 09:00:00+00", "2026-06-01 00:15:01+00"]),
+}
 CUSTOMER_VALUES = {
     "customer_id": st.sampled_from(["1", "2", None]),
     "first_name": st.sampled_from(["Ann", "", None]),
@@ -198,6 +221,11 @@ SOURCE_TYPES = {  # the source's column types (sql/source/corebank.sql)
     "currency": "char(3)",
     "booking_date": "date",
     "updated_at": "timestamptz",
+    "booked_at": "timestamptz",
+    "counterparty_account_id": "bigint",
+    "opening_balance": "numeric(14,2)",
+    "balance": "numeric(14,2)",
+    "booked_transactions": "bigint",
     "order_id": "bigint",
     "ordered_at": "timestamptz",
 }
@@ -253,6 +281,7 @@ def rows_of(values: dict) -> st.SearchStrategy[list[dict]]:
     [
         ("transactions", TRANSACTION_VALUES),
         ("accounts", ACCOUNT_VALUES),
+        ("account_balances", ACCOUNT_BALANCE_VALUES),
         ("customers", CUSTOMER_VALUES),
         ("orders", ORDER_VALUES),
     ],
@@ -282,6 +311,10 @@ def test_dates_outside_the_plausible_range_are_named_alike_by_gx_and_sql(validat
         "status": "booked",
         "booking_date": "2026-01-02",
         "updated_at": "2026-01-02 09:00:00+00",
+        "channel": "card",
+        "merchant_category": "groceries",
+        "counterparty_account_id": None,
+        "booked_at": "2026-01-02 09:00:00+00",
     }
     cases = [
         ({"booking_date": "0001-01-01"}, ["booking_date_too_early"]),

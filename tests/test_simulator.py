@@ -22,7 +22,9 @@ TABLES = {
     "customers": "customer_id",
     "accounts": "account_id",
     "account_holders": "account_id, customer_id, valid_from",
+    "account_balances": "account_id",
     "transactions": "transaction_id",
+    "sim_aml_cases": "case_id",
     "sim_state": "id",
 }
 DAYS = 10
@@ -138,9 +140,16 @@ def test_pending_transactions_settle_within_three_days(reference, clean):
     lags = column(
         clean.url,  # bad records are booked at once or far ahead, so look at a clean source
         "select distinct booking_date - transaction_date from transactions"
-        " where status = 'booked' and transaction_type not in ('fee', 'interest')",
+        " where status = 'booked' and transaction_type not in ('fee', 'interest')"
+        # Internal transfers and planted AML legs book at once, the instant they are made.
+        " and booked_at <> created_at",
     )
     assert set(lags) == {1, 2, 3}
+    at_once = column(
+        clean.url,
+        "select distinct transaction_type from transactions where booked_at = created_at",
+    )
+    assert {"fee", "interest", "transfer_in", "transfer_out"} <= set(at_once)
     # Cancelled transactions are deleted: their ids leave gaps below the counter.
     next_id = scalar(url, "select next_transaction_id from sim_state")
     gaps = next_id - 1 - scalar(url, "select count(*) from transactions")
@@ -148,7 +157,7 @@ def test_pending_transactions_settle_within_three_days(reference, clean):
 
 
 def test_timestamps_fall_on_simulated_days(reference):
-    for table in ("customers", "accounts", "account_holders", "transactions"):
+    for table in ("customers", "accounts", "account_holders", "account_balances", "transactions"):
         first, last = (
             psycopg.connect(reference.url)
             .execute(

@@ -23,6 +23,10 @@ SORT_CODE = r"^\d{2}-\d{2}-\d{2}$"
 ACCOUNT_NUMBER = r"^\d{8}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 CHANNELS = ("branch", "phone", "web", "app", "email")
+# Where a core-bank transaction was made, and the merchant category of a card payment
+# (sql/source/corebank.sql says what each means).
+TRANSACTION_CHANNELS = ("branch", "atm", "online", "mobile", "card", "system")
+MERCHANT_CATEGORIES = ("groceries", "restaurants", "travel", "fuel", "retail", "health")
 
 
 @dataclass(frozen=True)
@@ -346,6 +350,11 @@ CONTRACTS: dict[str, Contract] = {
                     "status": "text",
                     "booking_date": "date",
                     "updated_at": "timestamp",
+                    # What gold's balances and AML alerts read: a source without them fails.
+                    "channel": "text",
+                    "merchant_category": "text",
+                    "counterparty_account_id": "integer",
+                    "booked_at": "timestamp",
                 },
                 checks=(
                     not_null("transaction_id"),
@@ -353,6 +362,8 @@ CONTRACTS: dict[str, Contract] = {
                     not_null("amount"),
                     amount_in_range(),
                     in_set("currency", CURRENCIES),
+                    in_set("channel", TRANSACTION_CHANNELS),
+                    in_set("merchant_category", MERCHANT_CATEGORIES),
                     in_set(
                         "direction",
                         (
@@ -380,6 +391,33 @@ CONTRACTS: dict[str, Contract] = {
                     "_updated_on": "(updated_at at time zone {zone})::date",
                     "_booking_on": "booking_date",
                 },
+            ),
+            Contract(
+                # The source's ledger: one row per account, a new version whenever it books.
+                "account_balances",
+                keys=("account_id",),
+                required={
+                    "account_id": "integer",
+                    "currency": "text",
+                    "opening_balance": "numeric",
+                    "balance": "numeric",
+                    "booked_transactions": "integer",
+                    "updated_at": "timestamp",
+                },
+                checks=(
+                    not_null("account_id"),
+                    in_set("currency", CURRENCIES),
+                    not_null("opening_balance"),
+                    not_null("balance"),
+                    not_null("booked_transactions"),
+                    # A balance is signed (overdrawn, owed): only its count has a floor.
+                    Rule(
+                        "booked_transactions_negative",
+                        "between",
+                        "booked_transactions",
+                        min_value=0,
+                    ),
+                ),
             ),
             Contract(
                 "interactions",

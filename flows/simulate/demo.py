@@ -20,6 +20,7 @@ def advance(
     scale: int | None = None,
     seed: int | None = None,
     bad_rate: float | None = None,
+    aml_cases: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     settings: Settings | None = None,
 ) -> SimulationSummary:
@@ -33,6 +34,7 @@ def advance(
         scale=scale or settings.sim_scale,
         seed=settings.sim_seed if seed is None else seed,
         bad_rate=settings.sim_bad_rate if bad_rate is None else bad_rate,
+        aml_cases=settings.sim_aml_cases if aml_cases is None else aml_cases,
         start_date=settings.sim_start_date,
         landing_dir=settings.landing_path,
         progress=progress,

@@ -4,6 +4,11 @@
 inserts, updates and deletes. Every choice comes from a `random.Random` and a `Faker` seeded from
 (seed, day number) and from the snapshot, which the writer reads in key order: the same database
 and seed therefore always give the same day, however the run was split.
+
+Customers, accounts and ordinary transactions are drawn here from the `core` stream; what was
+added later draws from streams of its own, so that it left the core stream's draws as they were:
+channels (`channels`, payments.py), opening balances (`ledger`, ledger.py), transfers between the
+bank's accounts (`transfers`, payments.py) and planted AML cases (`aml`, aml.py).
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,9 +26,25 @@ from typing import Any, NamedTuple
 import schwifty
 from faker import Faker
 
+from flows.simulate import aml, ledger, payments
 from flows.simulate.feeds import FeedDay, FeedRates, FeedState, draw_count, generate_feeds
 from flows.simulate.feeds import moment as random_moment
 from flows.simulate.feeds import pick_bad as pick_bad_rows
+from flows.simulate.rows import (
+    AccountRef,
+    AccountRow,
+    AccountStatusUpdate,
+    CustomerRow,
+    CustomerUpdate,
+    DayChanges,
+    HolderEnd,
+    HolderRow,
+    ProductRow,
+    Settlement,
+    SimState,
+    Snapshot,
+    TransactionRow,
+)
 
 BANK_CODE = "BKDW"  # the simulated bank's BIC prefix, as GB IBANs carry it
 BRANCH_SORT_CODES = (
@@ -33,10 +53,6 @@ BRANCH_SORT_CODES = (
 )  # fmt: skip
 GOOD_CURRENCIES = ("GBP", "EUR", "USD")
 BAD_CURRENCIES = ("XYZ", "GPB")
-FIRST_CUSTOMER_ID = 1
-FIRST_ACCOUNT_ID = 10_000_001  # a different range from customers, so a wrong join finds nothing
-FIRST_TRANSACTION_ID = 1
-
 ACCOUNT_BAD_KINDS = ("invalid_sort_code", "invalid_iban")
 TRANSACTION_BAD_KINDS = (
     "non_positive_amount",
@@ -65,186 +81,11 @@ class Rates:
     booked_on_settlement: float = 0.97  # the rest are cancelled (deleted)
     large_amount: float = 0.005  # transactions of a few thousand pounds
     currency_weights: tuple[float, ...] = (0.92, 0.05, 0.03)  # GBP, EUR, USD
+    internal_transfer: float = 0.03  # of open accounts: a transfer to another account of the bank
     feeds: FeedRates = field(default_factory=FeedRates)
 
 
 RATES = Rates()
-
-
-class ProductRow(NamedTuple):
-    product_id: str
-    name: str
-    category: str
-    interest_rate: Decimal
-    created_at: datetime
-    updated_at: datetime
-
-
-class CustomerRow(NamedTuple):
-    customer_id: int
-    first_name: str
-    last_name: str
-    email: str | None
-    phone: str | None
-    date_of_birth: date
-    address_line1: str
-    city: str
-    postcode: str
-    country: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class AccountRow(NamedTuple):
-    account_id: int
-    product_id: str
-    sort_code: str
-    account_number: str
-    iban: str
-    currency: str
-    status: str
-    opened_on: date
-    closed_on: date | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class HolderRow(NamedTuple):
-    account_id: int
-    customer_id: int
-    holder_role: str
-    valid_from: date
-    valid_to: date | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class TransactionRow(NamedTuple):
-    transaction_id: int
-    account_id: int
-    reference: str
-    transaction_type: str
-    direction: str
-    amount: Decimal
-    currency: str
-    status: str
-    transaction_date: date
-    booking_date: date | None
-    counterparty: str | None
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class CustomerUpdate(NamedTuple):
-    """New values for a customer; None leaves a column as it is."""
-
-    customer_id: int
-    address_line1: str | None
-    city: str | None
-    postcode: str | None
-    email: str | None
-    updated_at: datetime
-
-
-class AccountStatusUpdate(NamedTuple):
-    account_id: int
-    status: str
-    closed_on: date | None
-    updated_at: datetime
-
-
-class HolderEnd(NamedTuple):
-    account_id: int
-    customer_id: int
-    valid_from: date
-    valid_to: date
-    updated_at: datetime
-
-
-class Settlement(NamedTuple):
-    transaction_id: int
-    booking_date: date
-    updated_at: datetime
-
-
-class CustomerRef(NamedTuple):
-    customer_id: int
-    first_name: str
-    last_name: str
-
-
-class AccountRef(NamedTuple):
-    account_id: int
-    status: str
-    currency: str
-
-
-class JointHolding(NamedTuple):
-    account_id: int
-    customer_id: int
-    valid_from: date
-
-
-@dataclass(frozen=True)
-class SimState:
-    seed: int
-    start_date: date
-    days_simulated: int
-    next_customer_id: int = FIRST_CUSTOMER_ID
-    next_account_id: int = FIRST_ACCOUNT_ID
-    next_transaction_id: int = FIRST_TRANSACTION_ID
-    feed_state: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The source at the start of a day, each list in key order."""
-
-    state: SimState
-    customers: Sequence[CustomerRef] = ()
-    accounts: Sequence[AccountRef] = ()
-    joint_holdings: Sequence[JointHolding] = ()
-    pending: Sequence[TransactionRow] = ()
-
-
-@dataclass
-class DayChanges:
-    day_number: int
-    day: date
-    products: list[ProductRow] = field(default_factory=list)
-    customers: list[CustomerRow] = field(default_factory=list)
-    accounts: list[AccountRow] = field(default_factory=list)
-    account_holders: list[HolderRow] = field(default_factory=list)
-    transactions: list[TransactionRow] = field(default_factory=list)
-    customer_updates: list[CustomerUpdate] = field(default_factory=list)
-    account_updates: list[AccountStatusUpdate] = field(default_factory=list)
-    holder_ends: list[HolderEnd] = field(default_factory=list)
-    settlements: list[Settlement] = field(default_factory=list)
-    cancellations: list[int] = field(default_factory=list)
-    bad: Counter[str] = field(default_factory=Counter)
-    feeds: FeedDay | None = None
-    next_state: SimState | None = None
-
-    def inserted(self) -> dict[str, int]:
-        return {
-            "products": len(self.products),
-            "customers": len(self.customers),
-            "accounts": len(self.accounts),
-            "account_holders": len(self.account_holders),
-            "transactions": len(self.transactions),
-        }
-
-    def updated(self) -> dict[str, int]:
-        return {
-            "customers": len(self.customer_updates),
-            "accounts": len(self.account_updates),
-            "account_holders": len(self.holder_ends),
-            "transactions": len(self.settlements),
-        }
-
-    def deleted(self) -> dict[str, int]:
-        return {"transactions": len(self.cancellations)}
 
 
 # product_id, name, category, annual interest rate, share of new accounts
@@ -308,22 +149,33 @@ def generate_day(
     *,
     scale: int,
     bad_rate: float,
+    aml_cases: float = aml.DEFAULT_RATE,
     rates: Rates = RATES,
 ) -> DayChanges:
-    """All changes of the day after `snapshot`; day 0 also opens the bank with `scale` customers."""
-    return DayBuilder(snapshot, scale=scale, bad_rate=bad_rate, rates=rates).build()
+    """All changes of the day after `snapshot`; day 0 also opens the bank with `scale` customers.
+
+    `aml_cases`: AML cases of each rule planted per 30 days per 1,000 customers (0: none).
+    """
+    return DayBuilder(
+        snapshot, scale=scale, bad_rate=bad_rate, aml_cases=aml_cases, rates=rates
+    ).build()
 
 
 class DayBuilder:
-    def __init__(self, snapshot: Snapshot, *, scale: int, bad_rate: float, rates: Rates) -> None:
+    def __init__(
+        self, snapshot: Snapshot, *, scale: int, bad_rate: float, aml_cases: float, rates: Rates
+    ) -> None:
         state = snapshot.state
         self.snapshot = snapshot
         self.scale = scale
         self.bad_rate = bad_rate
+        self.aml_cases = aml_cases
         self.rates = rates
         self.day_number = state.days_simulated
         self.today = state.start_date + timedelta(days=self.day_number)
         self.rng = day_rng(state.seed, self.day_number, "core")
+        self.channel_rng = day_rng(state.seed, self.day_number, "channels")
+        self.ledger_rng = day_rng(state.seed, self.day_number, "ledger")
         self.fake = shared_faker()
         self.fake.seed_instance(f"bankdw:{state.seed}:{self.day_number}:faker")
         self.next_customer_id = state.next_customer_id
@@ -331,6 +183,8 @@ class DayBuilder:
         self.next_transaction_id = state.next_transaction_id
         self.changes = DayChanges(day_number=self.day_number, day=self.today)
         self.customer_ids = [c.customer_id for c in snapshot.customers]
+        self._names: dict[int, str] | None = None
+        self.spoiled_accounts: list[int] = []  # opened today with a bad sort code or IBAN
 
     def build(self) -> DayChanges:
         if self.day_number == 0:
@@ -342,6 +196,14 @@ class DayBuilder:
         self.end_joint_holdings()
         booked_today = self.settle_pending()
         self.book_new_transactions(leaving, booked_today)
+        staying = [
+            a for a in self.snapshot.accounts if a.status == "open" and a.account_id not in leaving
+        ]
+        self.book_internal_transfers(staying)
+        aml_state = self.plant_aml_cases(staying)
+        self.changes.balance_changes = ledger.balance_changes(
+            [*booked_today, *(t for t in self.changes.transactions if t.status == "booked")]
+        )
         self.changes.feeds = self.generate_feeds()
         self.changes.next_state = SimState(
             seed=self.snapshot.state.seed,
@@ -351,6 +213,7 @@ class DayBuilder:
             next_account_id=self.next_account_id,
             next_transaction_id=self.next_transaction_id,
             feed_state=self.changes.feeds.state.to_json(),
+            aml_state=aml_state.to_json(),
         )
         return self.changes
 
@@ -372,6 +235,7 @@ class DayBuilder:
                 opened = self.today - timedelta(days=self.rng.randint(1, 3650))
                 self.new_account(customer.customer_id, opened)
         self.spoil_new_accounts()
+        self.open_ledgers(brought_forward=True)
 
     def add_new_customers(self) -> None:
         count = max(1, draw_count(self.rng, len(self.customer_ids) * self.rates.new_customers))
@@ -379,6 +243,7 @@ class DayBuilder:
             customer = self.new_customer()
             self.new_account(customer.customer_id, self.today)
         self.spoil_new_accounts()
+        self.open_ledgers(brought_forward=False)
 
     def new_customer(self) -> CustomerRow:
         fake, rng = self.fake, self.rng
@@ -450,6 +315,17 @@ class DayBuilder:
             else:
                 accounts[index] = row._replace(iban=wrong_checksum_iban(self.rng, row.iban))
             self.changes.bad[kind] += 1
+            self.spoiled_accounts.append(row.account_id)
+
+    def open_ledgers(self, brought_forward: bool) -> None:
+        """A ledger row for each account opened today: its opening deposit, or, for the
+        accounts the bank already had on day 0, the balance their history brought forward."""
+        category = {p[0]: p[2] for p in PRODUCT_CATALOGUE}
+        for account in self.changes.accounts:
+            opening = ledger.opening_balance(
+                self.ledger_rng, category[account.product_id], brought_forward
+            )
+            self.changes.account_balances.append(ledger.balance_row(account, opening))
 
     def change_customer_details(self) -> None:
         customers = self.snapshot.customers
@@ -535,7 +411,11 @@ class DayBuilder:
             if self.rng.random() < self.rates.booked_on_settlement:
                 ts = self.moment()
                 self.changes.settlements.append(Settlement(tx.transaction_id, self.today, ts))
-                booked.append(tx._replace(status="booked", booking_date=self.today, updated_at=ts))
+                booked.append(
+                    tx._replace(
+                        status="booked", booking_date=self.today, updated_at=ts, booked_at=ts
+                    )
+                )
             else:
                 self.changes.cancellations.append(tx.transaction_id)
         return booked
@@ -576,6 +456,7 @@ class DayBuilder:
         ts = self.moment()
         transaction_id = self.next_transaction_id
         self.next_transaction_id += 1
+        booked = kind.booked_at_once
         return TransactionRow(
             transaction_id=transaction_id,
             account_id=account_id,
@@ -584,13 +465,18 @@ class DayBuilder:
             direction=kind.direction,
             amount=self.amount_for(kind),
             currency=currency,
-            status="booked" if kind.booked_at_once else "pending",
+            status="booked" if booked else "pending",
             transaction_date=self.today,
-            booking_date=self.today if kind.booked_at_once else None,
+            booking_date=self.today if booked else None,
             counterparty=counterparty,
             description=description,
             created_at=ts,
             updated_at=ts,
+            channel=payments.channel_for(self.channel_rng, kind.name, description),
+            merchant_category=payments.merchant_category_for(kind.name, counterparty),
+            counterparty_account_id=None,
+            counterparty_transaction_id=None,
+            booked_at=ts if booked else None,
         )
 
     def amount_for(self, kind: TxKind) -> Decimal:
@@ -626,7 +512,7 @@ class DayBuilder:
 
     def spoil_transaction(self, row: TransactionRow, kind: str) -> TransactionRow:
         """A syntactically valid but wrong row; booked, so it reaches the warehouse's checks."""
-        booked = row._replace(status="booked", booking_date=self.today)
+        booked = row._replace(status="booked", booking_date=self.today, booked_at=row.created_at)
         if kind == "non_positive_amount":
             return booked._replace(amount=self.rng.choice((-row.amount, Decimal("0.00"))))
         if kind == "unknown_currency":
@@ -640,7 +526,53 @@ class DayBuilder:
         ts = self.moment()
         transaction_id = self.next_transaction_id
         self.next_transaction_id += 1
-        return original._replace(transaction_id=transaction_id, created_at=ts, updated_at=ts)
+        return original._replace(
+            transaction_id=transaction_id, created_at=ts, updated_at=ts, booked_at=ts
+        )
+
+    # -- transfers between accounts, planted AML cases -----------------------------------------
+
+    def names(self) -> dict[int, str]:
+        """Customer id -> name, as an internal transfer names the other side."""
+        if self._names is None:
+            self._names = {
+                c.customer_id: f"{c.first_name} {c.last_name}".upper()
+                for c in self.snapshot.customers
+            }
+        return self._names
+
+    def book_internal_transfers(self, accounts: list[AccountRef]) -> None:
+        rows = payments.internal_transfers(
+            day_rng(self.snapshot.state.seed, self.day_number, "transfers"),
+            self.today,
+            accounts,
+            self.names(),
+            self.rates.internal_transfer,
+            self.next_transaction_id,
+        )
+        self.next_transaction_id += len(rows)
+        self.changes.transactions.extend(rows)
+        self.changes.internal_transfers = len(rows) // 2
+
+    def plant_aml_cases(self, accounts: list[AccountRef]) -> aml.AmlState:
+        state = self.snapshot.state
+        day = aml.plant_cases(
+            day_rng(state.seed, self.day_number, "aml"),
+            today=self.today,
+            day_number=self.day_number,
+            accounts=accounts,
+            balances=self.snapshot.balances,
+            names=self.names(),
+            customers=len(self.snapshot.customers),
+            rate=self.aml_cases,
+            state=aml.AmlState.from_json(state.aml_state),
+            next_id=self.next_transaction_id,
+            spoiled=self.spoiled_accounts,
+        )
+        self.next_transaction_id += len(day.transactions)
+        self.changes.transactions.extend(day.transactions)
+        self.changes.aml_cases.extend(day.cases)
+        return day.state
 
     # -- feeds --------------------------------------------------------------------------------
 

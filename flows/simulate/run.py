@@ -10,8 +10,10 @@ from pathlib import Path
 
 import psycopg
 
+from flows.simulate.aml import DEFAULT_RATE, RULES
 from flows.simulate.feeds import FEEDS, write_feed_files
-from flows.simulate.generator import BAD_KINDS, RATES, DayChanges, Rates, SimState, generate_day
+from flows.simulate.generator import BAD_KINDS, RATES, Rates, generate_day
+from flows.simulate.rows import DayChanges, SimState
 from flows.simulate.writer import (
     SOURCE_TABLES,
     apply_changes,
@@ -37,6 +39,8 @@ class SimulationSummary:
     bad_records: Counter[str] = field(default_factory=Counter)  # kind -> rows
     feed_lines: Counter[str] = field(default_factory=Counter)  # feed -> lines written
     feed_bad_lines: Counter[str] = field(default_factory=Counter)  # "<feed>.<kind>" -> lines
+    internal_transfers: int = 0  # transfers between the bank's accounts (two rows each)
+    aml_cases: Counter[str] = field(default_factory=Counter)  # rule -> cases completed
     landing_dir: Path | None = None  # where the feed files went (None: not written)
 
     def add_day(self, changes: DayChanges, wrote_feeds: bool) -> None:
@@ -47,6 +51,8 @@ class SimulationSummary:
         self.updated.update(changes.updated())
         self.deleted.update(changes.deleted())
         self.bad_records.update(changes.bad)
+        self.internal_transfers += changes.internal_transfers
+        self.aml_cases.update(case.rule for case in changes.aml_cases)
         if wrote_feeds and changes.feeds is not None:
             self.feed_lines.update({f: len(changes.feeds.lines[f]) for f in FEEDS})
             self.feed_bad_lines.update(changes.feeds.bad)
@@ -61,6 +67,9 @@ class SimulationSummary:
             result.append((f"{table} inserted", self.inserted[table]))
             result.append((f"{table} updated", self.updated[table]))
             result.append((f"{table} deleted", self.deleted[table]))
+        result.append(("internal transfers", self.internal_transfers))
+        for rule in RULES:
+            result.append((f"AML cases: {rule.replace('_', ' ')}", self.aml_cases[rule]))
         for kind in BAD_KINDS:
             result.append((f"bad: {kind.replace('_', ' ')}", self.bad_records[kind]))
         for feed in FEEDS:
@@ -70,13 +79,15 @@ class SimulationSummary:
         return result
 
 
-def validate_arguments(days: int, scale: int, bad_rate: float) -> None:
+def validate_arguments(days: int, scale: int, bad_rate: float, aml_cases: float) -> None:
     if not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be an integer >= 1, got {days!r}")
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be an integer >= 1, got {scale!r}")
     if not 0 <= bad_rate <= 0.5:
         raise ValueError(f"bad_rate must be between 0 and 0.5, got {bad_rate!r}")
+    if not 0 <= aml_cases <= 100:
+        raise ValueError(f"aml_cases must be between 0 and 100, got {aml_cases!r}")
 
 
 def check_state_matches(state: SimState, seed: int, start_date: date) -> None:
@@ -100,6 +111,7 @@ def simulate(
     scale: int = 1000,
     seed: int = 42,
     bad_rate: float = 0.005,
+    aml_cases: float = DEFAULT_RATE,
     start_date: date = date(2026, 1, 1),
     landing_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -109,16 +121,19 @@ def simulate(
 
     Day 0 on an empty database opens the bank (products, `scale` customers with accounts);
     `scale` does not matter after that, as daily volumes follow the customers present.
-    Each day is one database transaction. With `landing_dir`, each day also writes the CRM/ops
-    files under landing_dir/<feed>/ (rewriting a day gives the same bytes).
+    `aml_cases`: AML cases of each rule planted per 30 days per 1,000 customers (0: none; see
+    aml.py). Each day is one database transaction. With `landing_dir`, each day also writes the
+    CRM/ops files under landing_dir/<feed>/ (rewriting a day gives the same bytes).
     """
-    validate_arguments(days, scale, bad_rate)
+    validate_arguments(days, scale, bad_rate, aml_cases)
     summary = SimulationSummary(landing_dir=None if landing_dir is None else Path(landing_dir))
     with psycopg.connect(conninfo) as conn:
         apply_schema(conn)
         for done in range(1, days + 1):
             with conn.transaction():
-                changes = simulate_one_day(conn, scale, seed, bad_rate, start_date, rates)
+                changes = simulate_one_day(
+                    conn, scale, seed, bad_rate, aml_cases, start_date, rates
+                )
                 # Files before commit: if the commit fails, a rerun rewrites identical files.
                 if landing_dir is not None and changes.feeds is not None:
                     write_feed_files(Path(landing_dir), changes.feeds)
@@ -133,6 +148,7 @@ def simulate_one_day(
     scale: int,
     seed: int,
     bad_rate: float,
+    aml_cases: float,
     start_date: date,
     rates: Rates,
 ) -> DayChanges:
@@ -141,7 +157,9 @@ def simulate_one_day(
         state = SimState(seed=seed, start_date=start_date, days_simulated=0)
     check_state_matches(state, seed, start_date)
     snapshot = read_snapshot(conn, state)
-    changes = generate_day(snapshot, scale=scale, bad_rate=bad_rate, rates=rates)
+    changes = generate_day(
+        snapshot, scale=scale, bad_rate=bad_rate, aml_cases=aml_cases, rates=rates
+    )
     apply_changes(conn, changes)
     assert changes.next_state is not None
     save_state(conn, changes.next_state)

@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 import flows
-from flows.simulate.generator import (
+from flows.simulate.rows import (
     AccountRef,
     CustomerRef,
     DayChanges,
@@ -31,11 +31,19 @@ STATE_COLUMNS = (
     "next_account_id",
     "next_transaction_id",
     "feed_state",
+    "aml_state",
 )
 
 
 # The tables corebank.sql creates; sim_state marks a database the simulator made.
-SOURCE_TABLES = ("products", "customers", "accounts", "account_holders", "transactions")
+SOURCE_TABLES = (
+    "products",
+    "customers",
+    "accounts",
+    "account_holders",
+    "account_balances",
+    "transactions",
+)
 
 
 class ForeignDatabaseError(ValueError):
@@ -65,9 +73,25 @@ def check_simulator_database(conn: psycopg.Connection) -> None:
 
 def apply_schema(conn: psycopg.Connection) -> None:
     """Create the source tables if missing (the script only uses `if not exists` statements),
-    in a database that is empty or the simulator's own (check_simulator_database)."""
+    in a database that is empty or the simulator's own (check_simulator_database).
+
+    A source simulated before the ledger existed cannot be continued: its accounts have no
+    ledger rows and its transactions no channel or booking instant to carry on from. Such a
+    database is refused before anything is created in it.
+    """
     check_simulator_database(conn)
     conn.execute(SCHEMA_PATH.read_text(encoding="utf-8"))
+    has_ledger_columns = conn.execute(
+        "select count(*) = 2 from information_schema.columns"
+        " where table_schema = current_schema() and (table_name, column_name) in"
+        " (('transactions', 'booked_at'), ('sim_state', 'aml_state'))"
+    ).fetchone()[0]
+    if not has_ledger_columns:
+        conn.rollback()  # leave the old source as it was: no half-added ledger tables
+        raise ValueError(
+            "this source was simulated by an earlier bankdw, before account_balances, channels and "
+            "AML cases: simulate into an empty database (`make clean` for the demo source)"
+        )
     conn.commit()
 
 
@@ -91,6 +115,7 @@ def save_state(conn: psycopg.Connection, state: SimState) -> None:
         state.next_account_id,
         state.next_transaction_id,
         Jsonb(state.feed_state),
+        Jsonb(state.aml_state),
     )
     cols = sql.SQL(", ").join(map(sql.Identifier, STATE_COLUMNS))
     updates = sql.SQL(", ").join(
@@ -114,8 +139,12 @@ def read_snapshot(conn: psycopg.Connection, state: SimState) -> Snapshot:
     customers = conn.execute(
         "select customer_id, first_name, last_name from customers order by customer_id"
     ).fetchall()
+    # With its primary holder (who never changes), for transfers between customers.
     accounts = conn.execute(
-        "select account_id, status, currency from accounts order by account_id"
+        "select a.account_id, a.status, a.currency, a.opened_on, h.customer_id"
+        " from accounts as a left join account_holders as h"
+        " on h.account_id = a.account_id and h.holder_role = 'primary'"
+        " order by a.account_id"
     ).fetchall()
     joint = conn.execute(
         "select account_id, customer_id, valid_from from account_holders"
@@ -125,12 +154,16 @@ def read_snapshot(conn: psycopg.Connection, state: SimState) -> Snapshot:
     pending = select_rows(
         conn, TransactionRow, "transactions", "status = 'pending'", "transaction_id"
     )
+    balances = conn.execute(
+        "select account_id, balance from account_balances order by account_id"
+    ).fetchall()
     return Snapshot(
         state=state,
         customers=[CustomerRef(*r) for r in customers],
         accounts=[AccountRef(*r) for r in accounts],
         joint_holdings=[JointHolding(*r) for r in joint],
         pending=pending,
+        balances=dict(balances),
     )
 
 
@@ -152,6 +185,7 @@ def apply_changes(conn: psycopg.Connection, changes: DayChanges) -> None:
     copy_rows(conn, "customers", changes.customers)
     copy_rows(conn, "accounts", changes.accounts)
     copy_rows(conn, "account_holders", changes.account_holders)
+    copy_rows(conn, "account_balances", changes.account_balances)
     copy_rows(conn, "transactions", changes.transactions)
     with conn.cursor() as cur:
         cur.executemany(
@@ -173,6 +207,8 @@ def apply_changes(conn: psycopg.Connection, changes: DayChanges) -> None:
              for e in changes.holder_ends],
         )  # fmt: skip
         settle_transactions(cur, changes)
+        book_balances(cur, changes)
+        record_aml_cases(cur, changes)
         if changes.cancellations:
             # Cancelled payments vanish from the core system: extraction has to notice the gap.
             cur.execute(
@@ -194,8 +230,48 @@ def settle_transactions(cur: psycopg.Cursor, changes: DayChanges) -> None:
             cp.write_row(s)
     cur.execute(
         "update transactions t set status = 'booked', booking_date = s.booking_date,"
-        " updated_at = s.updated_at from settle_day s where t.transaction_id = s.transaction_id"
+        " booked_at = s.updated_at, updated_at = s.updated_at"
+        " from settle_day s where t.transaction_id = s.transaction_id"
     )
+
+
+def book_balances(cur: psycopg.Cursor, changes: DayChanges) -> None:
+    """Add the day's bookings to the ledger, one row per account however many it booked."""
+    if not changes.balance_changes:
+        return
+    cur.execute(
+        "create temp table if not exists balance_day (account_id bigint, amount numeric(14, 2),"
+        " bookings int, last_booked_at timestamptz) on commit delete rows"
+    )
+    copy = "copy balance_day (account_id, amount, bookings, last_booked_at) from stdin"
+    with cur.copy(copy) as cp:
+        for change in changes.balance_changes:
+            cp.write_row(change)
+    # An account opened today may have booked before the moment it was recorded: the row's
+    # stamp never goes back.
+    cur.execute(
+        "update account_balances b set balance = b.balance + d.amount,"
+        " booked_transactions = b.booked_transactions + d.bookings,"
+        " updated_at = greatest(b.updated_at, d.last_booked_at)"
+        " from balance_day d where b.account_id = d.account_id"
+    )
+    if cur.rowcount != len(changes.balance_changes):
+        raise RuntimeError(
+            f"{len(changes.balance_changes) - cur.rowcount} account(s) booked a transaction "
+            "but have no row in account_balances"
+        )
+
+
+def record_aml_cases(cur: psycopg.Cursor, changes: DayChanges) -> None:
+    """The cases completed today, into the simulator's ground truth (never extracted)."""
+    if changes.aml_cases:
+        columns = sql.SQL(", ").join(map(sql.Identifier, changes.aml_cases[0]._fields))
+        cur.executemany(
+            sql.SQL("insert into sim_aml_cases ({}) values ({})").format(
+                columns, sql.SQL(", ").join(sql.Placeholder() * len(changes.aml_cases[0]))
+            ),
+            changes.aml_cases,
+        )
 
 
 def copy_rows(conn: psycopg.Connection, table: str, rows: Sequence[NamedTuple]) -> None:
