@@ -125,13 +125,15 @@ def hub(  # type: ignore[no-untyped-def]
         ),
         already_held as materialized (
           /* read once, before the first row is written: a self anti-join planned on the
-             empty table of a first build rescans it for every row it writes (quadratic) */
+             empty table of a first build rescans it for every row it writes (quadratic); probed
+             as a hashed NOT IN (a hash key is never NULL), as a join with this CTE planned on
+             stale statistics rescans it for every key */
           select {hk} from {evaluator.this_model_fqn}
           where load_ts < @start_tstz and {hk} in (select {hk} from first_arrivals)
         )
         select f.{hk}, {_qualified(keys, "f")}, f.load_ts, f.record_source
         from first_arrivals as f
-        where not exists (select 1 from already_held as h where h.{hk} = f.{hk})
+        where f.{hk} not in (select {hk} from already_held)
         """,
     )
 
@@ -166,14 +168,13 @@ def link(  # type: ignore[no-untyped-def]
           select distinct on ({lk}) * from arrivals order by {lk}, load_ts, batch_id
         ),
         already_held as materialized (
-          /* read once, before the first row is written: a self anti-join planned on the
-             empty table of a first build rescans it for every row it writes (quadratic) */
+          /* read once, before the first row is written, probed as a hashed NOT IN (see @hub) */
           select {lk} from {evaluator.this_model_fqn}
           where load_ts < @start_tstz and {lk} in (select {lk} from first_arrivals)
         )
         select {lk}, {names}, load_ts, record_source
         from first_arrivals as f
-        where not exists (select 1 from already_held as l where l.{lk} = f.{lk})
+        where f.{lk} not in (select {lk} from already_held)
         """,
     )
 
