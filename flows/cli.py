@@ -232,6 +232,16 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
         invalid.add_row(rule, f"{rows:,}")
     invalid.add_row("[bold]total[/]", f"[bold]{sum(summary.invalid_rows.values()):,}[/]")
     console.print(invalid)
+    if summary.warnings_by_rule:
+        warned = Table(
+            title="Versions loaded with a warning in this run (a link they carry is not loaded)",
+            title_justify="left",
+        )
+        warned.add_column("table: rule")
+        warned.add_column("rows", justify="right")
+        for rule, rows in summary.warnings_by_rule.items():
+            warned.add_row(rule, f"{rows:,}")
+        console.print(warned)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
-from flows.summary import RunSummary, count_invalid_rows, count_layer_rows
+from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
 from flows.transform import PlanSummary, Transformation
 from flows.warehouse import connect_source, connect_warehouse, require_source, source_url
 
@@ -111,10 +111,12 @@ def open_transformation(purpose: str) -> Transformation:
 
 
 def summarise_layers(summary: RunSummary, since: datetime | None, until: datetime) -> None:
-    """Rows per layer, and what silver held back among the versions published in (since, until]."""
+    """Rows per layer, and the versions published in (since, until] that silver held back or
+    loaded with a warning."""
     with connect_warehouse() as conn:
         summary.layer_rows, summary.estimated_rows = count_layer_rows(conn)
         summary.invalid_rows, summary.invalid_by_rule = count_invalid_rows(conn, since, until)
+        summary.warnings_by_rule = count_warnings(conn, since, until)
 
 
 # Called with (step, None) when a step of the run starts and (step, seconds) when it ends: the CLI

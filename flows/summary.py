@@ -17,6 +17,9 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "account_holders",
         "account_balances",
         "transactions",
+        "interactions",
+        "opportunities",
+        "orders",
     ),
     "silver": (
         "products",
@@ -25,23 +28,51 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "account_standing",
         "account_holders",
         "transactions",
+        "interactions",
+        "opportunities",
+        "orders",
     ),
     "vault": (
         "hub_customer",
         "hub_account",
         "hub_transaction",
+        "hub_product",
+        "hub_interaction",
+        "hub_opportunity",
+        "hub_order",
         "link_customer_account",
         "link_account_transaction",
+        "link_account_product",
+        "link_customer_interaction",
+        "link_customer_opportunity",
+        "link_customer_order",
+        "link_order_product",
+        "link_opportunity_product",
         "sat_customer_details",
+        "sat_customer_personal",
         "sat_account_details",
         "sat_transaction_details",
+        "sat_transaction_counterparty",
+        "sat_product_details",
+        "sat_interaction_details",
+        "sat_opportunity_details",
+        "sat_order_details",
+        "eff_sat_customer_account",
+        "sat_customer_deleted",
+        "sat_account_deleted",
+        "sat_product_deleted",
         "sat_transaction_deleted",
+        "pit_customer",
+        "pit_account",
     ),
     "gold": ("dim_customer", "dim_account", "fact_transactions"),
 }
 
 # Silver tables with per-version validity: their invalid current versions are reported.
 VALIDATED_SILVER = ("customers", "accounts", "account_holders", "transactions")
+# Silver tables whose rules can also warn (dq_warnings): the version is valid and loads, but a link
+# it carries does not (a missing product, for one). Reported per run, like held-back versions.
+WARNING_SILVER = ("accounts", "opportunities", "orders")
 
 
 @dataclass
@@ -51,6 +82,7 @@ class RunSummary:
     estimated_rows: set[str] = field(default_factory=set)  # "layer.table" counted by estimate
     invalid_rows: dict[str, int] = field(default_factory=dict)
     invalid_by_rule: dict[str, int] = field(default_factory=dict)
+    warnings_by_rule: dict[str, int] = field(default_factory=dict)  # 'table: rule' -> versions
     batches: list = field(default_factory=list)  # BatchResult per source table
     drift: list[str] = field(default_factory=list)  # schema changes seen by this run
     resent: list[str] = field(default_factory=list)  # feed files re-sent with new content
@@ -118,3 +150,25 @@ def count_invalid_rows(
             window,
         ).fetchone()[0]
     return per_table, per_rule
+
+
+def count_warnings(
+    conn: psycopg.Connection, since: datetime | None, until: datetime
+) -> dict[str, int]:
+    """Versions published in (since, until] that silver loaded with a warning, per 'table: rule'
+    (e.g. 'orders: product_missing': the order is in the vault, its link to a product is not)."""
+    per_rule: dict[str, int] = {}
+    window = {"since": since or datetime.min.replace(tzinfo=UTC), "until": until}
+    for table in WARNING_SILVER:
+        if not _table_exists(conn, "silver", table):
+            continue
+        rows = conn.execute(
+            sql.SQL(
+                "select rule, count(*) from {}.{}, unnest(dq_warnings) as rule "
+                "where load_ts > %(since)s and load_ts <= %(until)s and is_valid "
+                "group by rule order by rule"
+            ).format(sql.Identifier("silver"), sql.Identifier(table)),
+            window,
+        ).fetchall()
+        per_rule.update({f"{table}: {rule}": n for rule, n in rows})
+    return per_rule

@@ -147,10 +147,13 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
 
 
 def project_fingerprint(settings: Settings) -> str:
-    """A digest of what decides SQLMesh's work: the project's files and the settings the models
-    read (BANK_TIMEZONE)."""
+    """A digest of what decides SQLMesh's work: the project's files, the settings the models read
+    (BANK_TIMEZONE) and SQLMesh's version."""
+    from importlib.metadata import version
+
     root = settings.project_root
-    digest = hashlib.sha256(settings.bank_timezone.encode())
+    # SQLMesh's version too: a new one may want a plan (a migration) where the files did not change.
+    digest = hashlib.sha256(f"{settings.bank_timezone}|{version('sqlmesh')}".encode())
     files = [root / "config.yaml"]
     for folder in ("models", "macros", "audits"):
         files += sorted(
@@ -267,12 +270,14 @@ class Transformation:
 
     def publish(self) -> Publication:
         """Publish what committed since the last transformation (under the lock)."""
+        from flows.extract.feed_tables import ensure_feed_tables
         from flows.warehouse import connect_warehouse
 
         self.lock.ensure_held()
         with connect_warehouse(self.settings, autocommit=True) as conn:
             with conn.transaction():
                 apply_ops_schema(conn)
+            ensure_feed_tables(conn, self.settings.feed_record_source)
             self.publication = publish_batches(conn)
         return self.publication
 
@@ -330,7 +335,10 @@ class Transformation:
     def plan(self, environment: str = "prod") -> list[str]:
         """Plan the project against `environment` and apply it (backfilling what changed).
 
-        Returns the names of the models the plan touched.
+        Returns the names of the models the plan touched. Skipped when the environment's last
+        successful run used these very project files: nothing is there to plan, and the run
+        processes the new intervals (a plan would evaluate every model once more, up to the last
+        whole hour, only for the run to evaluate them again for the hour in progress).
         """
         self._step()
         self.last_plan = None

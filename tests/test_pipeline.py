@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from flows.pipeline import run_flow
+from flows.settings import reset_settings
 from flows.simulate import simulate
 from flows.summary import LAYER_TABLES
 
@@ -50,19 +51,28 @@ def layer_counts(url: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def clean_bank(bank_factory):
-    """A bank without bad records, 30 simulated days, run once."""
+def clean_bank(bank_factory, tmp_path_factory):
+    """A bank without bad records, 30 simulated days with their CRM feed files, run once."""
     bank = bank_factory("clean")
-    simulate(bank.source_url, DAYS, scale=SCALE, seed=SEED, bad_rate=0.0)
+    # The CRM feeds fill the vault's CRM hubs, links and satellites; a server warehouse reads no
+    # landing folder unless told.
+    landing = tmp_path_factory.mktemp("landing")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LANDING_DIR", str(landing))
+    reset_settings()
+    simulate(bank.source_url, DAYS, scale=SCALE, seed=SEED, bad_rate=0.0, landing_dir=landing)
     summary = run_flow()
-    return bank, summary
+    yield bank, summary
+    patch.undo()
+    reset_settings()
 
 
 def test_first_run_fills_every_layer(clean_bank):
     bank, summary = clean_bank
     counts = layer_counts(bank.warehouse_url)
     # A first load finds no deletes: nothing to track yet.
-    assert counts.pop("vault.sat_transaction_deleted") == 0
+    for entity in ("customer", "account", "product", "transaction"):
+        assert counts.pop(f"vault.sat_{entity}_deleted") == 0
     assert all(n > 0 for n in counts.values()), counts
     assert [step for step, _, _ in summary.steps] == [
         "extract",
@@ -119,7 +129,7 @@ def test_one_more_day_loads_only_what_changed(clean_bank):
         watermarks = dict(
             conn.execute("select entity, high_watermark from ops.watermarks").fetchall()
         )
-        sat_before = conn.execute("select count(*) from vault.sat_customer_details").fetchone()[0]
+        sat_before = conn.execute("select count(*) from vault.sat_customer_personal").fetchone()[0]
         known_customers = {r[0] for r in conn.execute("select customer_id from vault.hub_customer")}
         last_batch = conn.execute("select max(batch_id) from ops.batches").fetchone()[0]
 
@@ -151,7 +161,7 @@ def test_one_more_day_loads_only_what_changed(clean_bank):
                 (last_batch,),
             ).fetchall()
         )
-        sat_after = conn.execute("select count(*) from vault.sat_customer_details").fetchone()[0]
+        sat_after = conn.execute("select count(*) from vault.sat_customer_personal").fetchone()[0]
         versions = conn.execute(
             """
             select customer_id, count(*), count(*) filter (where is_current),
@@ -164,7 +174,8 @@ def test_one_more_day_loads_only_what_changed(clean_bank):
     # Only new or changed rows were extracted: exactly what the source changed since the watermark.
     assert loaded == changed
     assert changed["transactions"] > 0 and changed["customers"] > 0
-    # The satellite grows by exactly the customers whose attributes changed (plus new customers).
+    # The personal satellite (addresses, e-mails) grows by exactly the customers whose details
+    # changed (plus new customers).
     changed_existing = touched_customers & known_customers
     assert changed_existing, "the simulated day changed no existing customer"
     assert sat_after - sat_before == len(touched_customers)

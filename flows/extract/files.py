@@ -31,6 +31,7 @@ from psycopg import sql
 from flows import load
 from flows.extract import ledger
 from flows.extract.feed_file import FeedFile, RepeatedFile
+from flows.extract.feed_tables import FILE_METADATA, raw_columns
 from flows.extract.landing import ensure_unchanged, open_listed
 from flows.extract.parsing import ParsedLine, parse_feed
 from flows.extract.postgres import BatchResult
@@ -42,19 +43,6 @@ from flows.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-FILE_METADATA = (
-    Column("_source_file", "text"),
-    Column("_source_line", "integer"),
-    Column("_extras", "jsonb"),
-)
-PG_TYPE_OF_FAMILY = {
-    "integer": "bigint",
-    "numeric": "numeric",
-    "text": "text",
-    "timestamp": "timestamp with time zone",
-    "date": "date",
-    "boolean": "boolean",
-}
 # The rule a value breaks when Postgres refuses it for its column's type.
 TYPE_RULE_SUFFIX = {
     "bigint": "not_an_integer",
@@ -94,17 +82,6 @@ class FileTally:
     rows_rejected: int = 0
     stats: dict[str, RuleStat] = field(default_factory=dict)
     fields: dict[str, None] = field(default_factory=dict)  # every field name seen, in order
-
-
-# ---------------------------------------------------------------- columns
-
-
-def raw_columns(feed: str) -> list[Column]:
-    """The feed's typed raw columns: every column its contract types, required ones first."""
-    from flows.quality.contracts import contract_for
-
-    typed = contract_for(feed).typed
-    return [Column(name, PG_TYPE_OF_FAMILY[family]) for name, family in typed.items()]
 
 
 def chunked(items: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:

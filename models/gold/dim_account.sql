@@ -11,9 +11,10 @@ MODEL (
 );
 
 with current_details as (
+  /* the latest version in source order (a late row is older than the rows it arrived after) */
   select distinct on (account_hk) *
   from vault.sat_account_details
-  order by account_hk, load_ts desc
+  order by account_hk, effective_from desc, batch_id desc
 ),
 primary_holders as (
   select distinct on (account_id) account_id, customer_id
@@ -45,6 +46,6 @@ select
   d.effective_from as details_as_of /* when the source last changed these details */
 from vault.hub_account as h
 join current_details as d on d.account_hk = h.account_hk
-left join silver.products as p on p.product_id = d.product_id
+left join silver.current_products as p on p.product_id = d.product_id and not p.is_deleted
 left join primary_holders as ph on ph.account_id = h.account_id
 left join holder_counts as hc on hc.account_id = h.account_id

@@ -1,7 +1,8 @@
 /* Customers with history (SCD type 2): one row per version of a customer's details, valid from
    when the bank recorded it (the first version: from the customer's creation) until the next
-   version. FULL: it grows with customers' changes, not with transactions.
-   Grain: customer_hk, valid_from. */
+   version. Built on the vault's point-in-time table: each instant at which a customer's
+   satellites changed, with the rows then in effect. FULL: it grows with customers' changes, not
+   with transactions. Grain: customer_hk, valid_from. */
 MODEL (
   name gold.dim_customer,
   kind FULL,
@@ -13,13 +14,22 @@ MODEL (
   )
 );
 
-with customer_versions as (
+with pictures as (
+  /* each instant as the vault knows it now: a late satellite row re-issues the instants it
+     changes, and the latest load of an instant wins */
+  select distinct on (customer_hk, as_of) *
+  from vault.pit_customer
+  order by customer_hk, as_of, load_ts desc
+),
+details_at_instants as (
   select
-    h.customer_hk,
-    h.customer_id,
-    s.effective_from,
-    s.created_at,
-    s.load_ts,
+    p.customer_hk,
+    p.as_of,
+    p.load_ts,
+    d.hashdiff as details_hashdiff,
+    s.hashdiff as personal_hashdiff,
+    d.created_at,
+    d.country,
     s.first_name,
     s.last_name,
     s.email,
@@ -27,19 +37,42 @@ with customer_versions as (
     s.date_of_birth,
     s.address_line1,
     s.city,
-    s.postcode,
-    s.country,
-    lead(s.effective_from) over (partition by s.customer_hk order by s.effective_from, s.load_ts) as next_effective_from,
-    row_number() over (partition by s.customer_hk order by s.effective_from, s.load_ts) as version_number
-  from vault.sat_customer_details as s
-  join vault.hub_customer as h on h.customer_hk = s.customer_hk
+    s.postcode
+  from pictures as p
+  left join vault.sat_customer_details as d
+    on d.customer_hk = p.customer_hk and d.load_ts = p.sat_customer_details_load_ts
+  left join vault.sat_customer_personal as s
+    on s.customer_hk = p.customer_hk and s.load_ts = p.sat_customer_personal_load_ts
+),
+changes as (
+  /* an instant at which nothing a reader sees changed (a satellite row a late one made a repeat)
+     is no new version */
+  select *
+  from (
+    select
+      *,
+      lag(details_hashdiff) over by_instant as previous_details,
+      lag(personal_hashdiff) over by_instant as previous_personal
+    from details_at_instants
+    window by_instant as (partition by customer_hk order by as_of)
+  ) as sequenced
+  where (details_hashdiff, personal_hashdiff) is distinct from (previous_details, previous_personal)
+),
+customer_versions as (
+  select
+    h.customer_id,
+    c.*,
+    lead(c.as_of) over (partition by c.customer_hk order by c.as_of) as next_effective_from,
+    row_number() over (partition by c.customer_hk order by c.as_of) as version_number
+  from changes as c
+  join vault.hub_customer as h on h.customer_hk = c.customer_hk
 ),
 versions_with_validity as (
   select
     *,
     /* the first version holds from the customer's creation, so as-of joins find every
        transaction the customer ever made */
-    case when version_number = 1 then least(created_at, effective_from) else effective_from end as valid_from
+    case when version_number = 1 then least(created_at, as_of) else as_of end as valid_from
   from customer_versions
 )
 select
@@ -58,5 +91,5 @@ select
   valid_from, /* when the source recorded this version; the first from the customer's creation */
   next_effective_from as valid_to, /* when the next version replaced it; null while current */
   next_effective_from is null as is_current, /* true for the customer's current version */
-  load_ts as loaded_at /* when the warehouse received this version */
+  load_ts as loaded_at /* when the warehouse learned this version */
 from versions_with_validity

@@ -22,15 +22,26 @@ with changed_keys as (
   select transaction_hk from vault.sat_transaction_details
   where load_ts between @start_tstz and @end_tstz
   union
+  select transaction_hk from vault.sat_transaction_counterparty
+  where load_ts between @start_tstz and @end_tstz
+  union
   select transaction_hk from vault.sat_transaction_deleted
   where load_ts between @start_tstz and @end_tstz
 ),
 latest_versions as (
+  /* the latest version in source order, as the vault held it at the interval's end */
   select distinct on (s.transaction_hk) s.*
   from vault.sat_transaction_details as s
   join changed_keys as c on c.transaction_hk = s.transaction_hk
   where s.load_ts <= @end_tstz
-  order by s.transaction_hk, s.load_ts desc
+  order by s.transaction_hk, s.effective_from desc, s.batch_id desc
+),
+latest_counterparties as (
+  select distinct on (s.transaction_hk) s.*
+  from vault.sat_transaction_counterparty as s
+  join changed_keys as c on c.transaction_hk = s.transaction_hk
+  where s.load_ts <= @end_tstz
+  order by s.transaction_hk, s.effective_from desc, s.batch_id desc
 ),
 deleted_in_source as (
   select transaction_hk
@@ -56,12 +67,13 @@ select
   v.currency, /* ISO 4217 currency */
   v.transaction_date, /* date the customer initiated it */
   v.booking_date, /* date it was booked */
-  v.counterparty, /* the other party, when known */
-  v.description, /* free-text description */
+  cp.counterparty, /* the other party, when known */
+  cp.description, /* free-text description */
   v.load_ts as loaded_at /* when the warehouse received the booked version */
 from latest_versions as v
 join vault.hub_transaction as h on h.transaction_hk = v.transaction_hk
 join vault.link_account_transaction as l on l.transaction_hk = v.transaction_hk
+left join latest_counterparties as cp on cp.transaction_hk = v.transaction_hk
 where v.status = 'booked'
   and v.transaction_hk not in (select transaction_hk from deleted_in_source);
 

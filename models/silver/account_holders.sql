@@ -112,4 +112,5 @@ select
 from verdicts;
 
 @create_index(account_id, load_ts);
+@create_index(load_ts);
 @analyze_table();

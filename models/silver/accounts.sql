@@ -61,8 +61,12 @@ select
   load_ts,
   record_source,
   is_deleted,
+  array_remove(array[
+    case when not is_deleted and product_id is null then 'product_missing' end
+  ], null) as dq_warnings, /* reported, not blocking: the account loads, its product link does not */
   @verdict() /* is_valid (false keeps the row out of the vault and gold), dq_issues */
 from rules_broken;
 
 @create_index(account_id, load_ts);
+@create_index(load_ts);
 @analyze_table();

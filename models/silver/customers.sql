@@ -61,4 +61,5 @@ select
 from rules_broken;
 
 @create_index(customer_id, load_ts);
+@create_index(load_ts);
 @analyze_table();

@@ -1,24 +1,39 @@
-/* The bank's products, current state: one row per product (latest version published). FULL: a
-   catalogue of tens of rows. Grain: product_id. */
+/* The bank's products as received: one row per product version in a published raw batch (a
+   delete marker is a version too), trimmed and typed. Insert-only, like every silver table of a
+   source; `silver.current_products` is the catalogue as it stands. Grain: product_id, batch_id,
+   load_ts. */
 MODEL (
   name silver.products,
-  kind FULL,
-  grain product_id,
-  audits (not_null(columns := (product_id, name)), unique_values(columns := (product_id)))
+  kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
+  grain (product_id, batch_id, load_ts),
+  audits (
+    not_null(columns := (product_id, batch_id, load_ts)),
+    unique_combination_of_columns(columns := (product_id, batch_id, load_ts))
+  )
 );
 
-with latest_versions as (
-  select distinct on (product_id)
+with versions as (
+  select
     trim(product_id) as product_id,
     trim(name) as name,
     lower(trim(category)) as category,
     interest_rate::numeric(6, 4) as interest_rate,
+    created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
-    _published_at as load_ts,
-    _is_deleted as is_deleted
-  from @published(raw.products, timestamptz '-infinity', timestamptz 'infinity') as raw_rows
-  order by product_id, _published_at desc, _batch_id desc, _is_deleted desc
+    @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
+  from @published(raw.products, @start_tstz, @end_tstz) as raw_rows
 )
-select product_id, name, category, interest_rate, updated_at, load_ts
-from latest_versions
-where not is_deleted
+select
+  product_id, /* e.g. CUR-STD */
+  name, /* product name */
+  category, /* current, savings, credit_card or loan */
+  interest_rate, /* annual rate, 0.0125 = 1.25 % */
+  created_at,
+  updated_at, /* when the source recorded this version */
+  batch_id,
+  load_ts,
+  record_source,
+  is_deleted,
+  @verdict() /* is_valid, dq_issues: the contract judged these rows; no rule of silver's yet */
+from (select *, '{}'::text[] as dq_issues from versions) as judged

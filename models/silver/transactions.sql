@@ -158,6 +158,7 @@ select
 from verdicts;
 
 @create_index(reference);
+@create_index(transaction_id, load_ts);
 @create_index(account_id, load_ts);
 @create_index(load_ts);
 @analyze_table();

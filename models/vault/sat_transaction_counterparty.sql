@@ -1,0 +1,32 @@
+/* The other party of a transaction and its free-text description: they name people (a transfer
+   from a person carries the payer's name), so they are personal data, in a satellite of their
+   own. Insert-only: a row when a version differs from the one before it in source order (late
+   versions kept, in order). Grain: transaction_hk, load_ts. */
+MODEL (
+  name vault.sat_transaction_counterparty,
+  kind INCREMENTAL_BY_TIME_RANGE (time_column load_ts),
+  cron '@hourly',
+  optimize_query false, -- the pattern's macro writes the query whole; sqlglot's optimiser only slows its render
+  grain (transaction_hk, load_ts),
+  columns (
+    transaction_hk text, load_ts timestamptz, hashdiff text, record_source text,
+    effective_from timestamptz, batch_id bigint, counterparty text, description text
+  ),
+  audits (
+    not_null(columns := (transaction_hk, load_ts, hashdiff, effective_from, batch_id)),
+    unique_combination_of_columns(columns := (transaction_hk, load_ts)),
+    no_repeated_hashdiff(partition := (transaction_hk))
+  )
+);
+
+select * from @sat(
+  hash_key := transaction_hk,
+  business_key := transaction_id,
+  source := silver.transactions,
+  payload := (counterparty, description)
+) as sat;
+
+@create_index(transaction_hk, load_ts);
+@create_index(transaction_hk, effective_from, batch_id);
+@create_index(load_ts);
+@analyze_table();
