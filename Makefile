@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-pg15 lint bench bench-incremental clean
+.PHONY: run install test test-pg15 lint ci bench bench-incremental clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,8 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 
 run: $(VENV)/.installed  ## set up and run the main job on the embedded warehouse
 	$(BIN)/bankdw run
+
+install: $(VENV)/.installed-dev  ## the project and its development tools in .venv
 
 test: $(VENV)/.installed-dev  ## lint and run the whole suite
 	$(BIN)/ruff check .
@@ -47,6 +49,11 @@ $(PG15_BIN)/initdb:
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# What .github/workflows/ci.yml runs, here against an embedded Postgres in a temporary folder:
+# ruff, the suite, `sqlmesh test`, and a plan into the environment `ci` diffed against prod.
+ci: lint test
+	scripts/ci-plan
 
 clean:  ## stop the embedded server and remove local state
 	-$(BIN)/bankdw db stop

@@ -399,11 +399,32 @@ def extract(
     print_notes(summary)
 
 
-@app.command()
-def transform(
-    environment: Annotated[str, typer.Option(help="SQLMesh environment.")] = "prod",
-) -> None:
-    """SQLMesh plan/apply and run, then audits."""
+def _environment(name: str) -> str:
+    from flows.environments import check_name
+
+    try:
+        return check_name(name)
+    except ValueError as err:
+        raise _fail(str(err)) from err
+
+
+def _print_plan(summary) -> None:  # type: ignore[no-untyped-def]
+    """What a plan or promote changed, model by model."""
+    lines = [
+        *(f"  + {m} (added)" for m in summary.added),
+        *(f"  - {m} (removed)" for m in summary.removed),
+        *(f"  ~ {m} ({c})" for m, c in summary.directly_modified.items()),
+        *(f"  ~ {m} (indirectly)" for m in summary.indirectly_modified),
+    ]
+    if lines:
+        console.print(f"[bold]{summary.environment}[/]: {len(lines)} model(s) changed")
+        for line in lines:
+            console.print(escape(line))
+    else:
+        console.print(f"[bold]{summary.environment}[/]: no model changed")
+
+
+def _transform(environment: str) -> None:
     from flows.preflight import check_warehouse
 
     _show_targets()
@@ -416,10 +437,92 @@ def transform(
 
     try:
         _prefect_ready()
-        transform_flow(environment)
+        summary = transform_flow(environment)
     except Exception as err:
         raise _failed(err) from err
+    _print_plan(summary)
     console.print(f"[green]transform finished for environment {environment}[/]")
+
+
+@app.command()
+def transform(
+    environment: Annotated[str, typer.Option(help="SQLMesh environment.")] = "prod",
+) -> None:
+    """SQLMesh plan/apply and run, then audits."""
+    _transform(_environment(environment))
+
+
+@app.command()
+def plan(
+    environment: Annotated[
+        str, typer.Argument(help="The environment: staging (the default), or dev_*, pr_*...")
+    ] = "staging",
+) -> None:
+    """Build the project's changes into a SQLMesh environment (e.g. gold__staging), without
+    touching prod: changed models get tables of their own, the rest are views on prod's. Then
+    `bankdw diff staging` and `bankdw promote`."""
+    _transform(_environment(environment))
+
+
+@app.command()
+def diff(
+    environment: Annotated[str, typer.Argument(help="The environment to compare.")] = "staging",
+    against: Annotated[str, typer.Option(help="The environment compared against.")] = "prod",
+) -> None:
+    """Per changed model: columns added, removed or retyped, and rows only in one side, equal or
+    changed (SQLMesh table_diff, joined on each model's grain)."""
+    from flows.environments import diff_environments
+    from flows.preflight import check_warehouse
+    from flows.transform import Transformation
+
+    environment, against = _environment(environment), _environment(against)
+    _show_targets()
+    try:
+        check_warehouse()
+        with Transformation(
+            f"bankdw diff {environment}", on_wait=lambda m: err_console.print(m)
+        ) as t:
+            diffs = diff_environments(t, environment, against)
+    except ValueError as err:
+        raise _fail(str(err)) from err
+    except Exception as err:
+        raise _failed(err) from err
+    if not diffs:
+        console.print(f"{environment} and {against}: no model differs")
+        return
+    for model_diff in diffs:
+        console.print(f"[bold]{escape(model_diff.model)}[/] ({against} -> {environment})")
+        for line in model_diff.describe():
+            console.print(f"  {escape(line)}")
+
+
+@app.command()
+def promote(
+    source: Annotated[
+        str, typer.Option("--from", help="The environment prod becomes.")
+    ] = "staging",
+) -> None:
+    """Make prod what staging is, as a virtual update: prod's views point at the tables staging
+    built and checked; nothing is recomputed. Refused if the project files changed since
+    `bankdw plan staging`."""
+    from flows.preflight import check_warehouse
+
+    source = _environment(source)
+    _show_targets()
+    _prepare_prefect()
+    try:
+        check_warehouse()
+    except Exception as err:
+        raise _failed(err) from err
+    from flows.pipeline import promote_flow
+
+    try:
+        _prefect_ready()
+        summary = promote_flow(source)
+    except Exception as err:
+        raise _failed(err) from err
+    _print_plan(summary)
+    console.print(f"[green]{source} promoted to prod[/]")
 
 
 @app.command("sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -428,12 +531,13 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
     batches committed since the last transformation (e.g. `bankdw sqlmesh plan staging`)."""
     from sqlmesh.cli.main import cli
 
-    from flows.transform import Transformation
+    from flows.transform import Transformation, export_connection_env
 
     settings = get_settings()
     _show_targets()
     try:
         with Transformation("bankdw sqlmesh", on_wait=lambda m: err_console.print(m)) as t:
+            export_connection_env(settings)  # config.yaml's connection, for SQLMesh's own CLI
             try:
                 code = cli.main(
                     args=["--paths", str(settings.project_root), *ctx.args],
@@ -442,6 +546,7 @@ def sqlmesh_by_hand(ctx: typer.Context) -> None:
                 )
             finally:
                 t.forget_runs()
+                t.grant_readers()  # a plan of prod recreates gold's views
     except Exception as err:
         raise _failed(err) from err
     raise typer.Exit(code=code if isinstance(code, int) else 0)

@@ -219,7 +219,8 @@ def record_failed_batch(
         if isinstance(error, BatchRejectedError):
             record_dq_results(conn, batch_id, entity, error.stats)
         if isinstance(error, BatchRejectedError | SchemaDriftError):
-            raise_alert(conn, "error", source, entity, batch_id, str(error))
+            kind = "batch_refused" if isinstance(error, BatchRejectedError) else "schema_drift"
+            raise_alert(conn, "critical", source, entity, batch_id, str(error), kind)
     return batch_id
 
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.alerts import check_and_send, on_task_failure, send_pending
 from flows.extract.deletes import DeleteMode
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
-from flows.transform import Transformation
+from flows.transform import PlanSummary, Transformation
 from flows.warehouse import connect_source, connect_warehouse, require_source, source_url
 
 if TYPE_CHECKING:  # the feed flow imports prefect-aws (boto3): only a run that loads feeds needs it
@@ -31,14 +32,28 @@ def source_is_empty() -> bool:
         return not exists or conn.execute("select count(*) from sim_state").fetchone()[0] == 0
 
 
-@task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)
+# Every task that does a step of the pipeline alerts when it failed for good (after its retries):
+# flows/alerts.py. Prefect calls an `on_failure` hook once, on the final failure.
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="simulate {days} days",
+)
 def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
     from flows.simulate.demo import advance
 
     return dict(advance(source_url(), days, scale=scale).rows())
 
 
-@task(retries=RETRIES, retry_delay_seconds=BACKOFF, retry_condition_fn=retry_unless_refused)
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="extract {entity}",
+)
 def extract_source_table(entity: str, deletes: DeleteMode = "auto") -> BatchResult:
     """One source table into raw, as one batch. Retries: a dropped connection rolls back whole."""
     from prefect.runtime import flow_run
@@ -61,7 +76,12 @@ def extract_source_table(entity: str, deletes: DeleteMode = "auto") -> BatchResu
 
 # The SQLMesh steps share one Transformation (its lock, Context and execution time): no cache.
 @task(
-    retries=1, retry_delay_seconds=5, retry_condition_fn=retry_unless_refused, cache_policy=NO_CACHE
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_unless_refused,
+    cache_policy=NO_CACHE,
+    on_failure=[on_task_failure],
+    task_run_name="sqlmesh plan {environment}",
 )
 def sqlmesh_plan(transformation: Transformation, environment: str) -> list[str]:
     return transformation.plan(environment)
@@ -72,9 +92,17 @@ def sqlmesh_plan(transformation: Transformation, environment: str) -> list[str]:
     retry_delay_seconds=BACKOFF,
     retry_condition_fn=retry_unless_refused,
     cache_policy=NO_CACHE,
+    on_failure=[on_task_failure],
+    task_run_name="sqlmesh run {environment}",
 )
 def sqlmesh_run(transformation: Transformation, environment: str) -> bool:
     return transformation.run(environment)
+
+
+@task(cache_policy=NO_CACHE, on_failure=[on_task_failure], task_run_name="promote {source}")
+def sqlmesh_promote(transformation: Transformation, source: str) -> PlanSummary:
+    # Not retried: a refusal (files not what staging was planned with) needs a person.
+    return transformation.promote(source)
 
 
 def open_transformation(purpose: str) -> Transformation:
@@ -164,10 +192,28 @@ def extract_everything(deletes: DeleteMode = "auto") -> Extraction:
     return Extraction(batches + feeds.batches, feeds)
 
 
-@flow(name="bankdw-extract")
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def _alert_on_flow_failure(flow, flow_run, state) -> None:  # type: ignore[no-untyped-def]
+    """A flow that failed: its tasks' alerts (and any recorded before the failure) are sent;
+    not when a person stopped bankdw (the process exits at once)."""
+    from flows import runtime
+
+    if not runtime.stopping():
+        send_pending()
+
+
+@flow(name="bankdw-extract", on_failure=[_alert_on_flow_failure])
 def extract_all_flow(deletes: DeleteMode = "auto") -> Extraction:
-    """Every source table and every new feed file into raw (`bankdw extract`)."""
-    return extract_everything(deletes)
+    """Every source table and every new feed file into raw (`bankdw extract`), then the data
+    quality and freshness checks (flows/alerts.py)."""
+    extraction = extract_everything(deletes)
+    check_and_send(_flow_run_id())
+    return extraction
 
 
 def report_extraction(summary: RunSummary, extraction: Extraction) -> None:
@@ -180,16 +226,31 @@ def report_extraction(summary: RunSummary, extraction: Extraction) -> None:
     summary.feeds_off = extraction.feeds.off
 
 
-@flow(name="bankdw-transform")
-def transform_flow(environment: str = "prod") -> None:
+@flow(name="bankdw-transform", on_failure=[_alert_on_flow_failure])
+def transform_flow(environment: str = "prod") -> PlanSummary:
     """SQLMesh plan/apply and run for `environment` (each model's audits run as it is built),
-    under the SQLMesh lock."""
-    with Transformation("bankdw transform", on_wait=get_run_logger().warning) as transformation:
+    under the SQLMesh lock. Another environment than prod (`staging`, `dev`) gets the changed
+    models built in tables of its own and views on prod's tables for the rest; prod is untouched.
+    Returns what the plan changed."""
+    with Transformation(
+        f"bankdw transform {environment}", on_wait=get_run_logger().warning
+    ) as transformation:
         sqlmesh_plan(transformation, environment)
         sqlmesh_run(transformation, environment)
+    return transformation.last_plan or PlanSummary(environment)
 
 
-@flow(name="bankdw-run")
+@flow(name="bankdw-promote", on_failure=[_alert_on_flow_failure])
+def promote_flow(source: str = "staging") -> PlanSummary:
+    """Make prod what `source` (staging) is, as a virtual update: prod's views are pointed at the
+    tables `source` built; no table is built and nothing recomputed (Transformation.promote)."""
+    with Transformation(
+        f"bankdw promote {source}", on_wait=get_run_logger().warning
+    ) as transformation:
+        return sqlmesh_promote(transformation, source)
+
+
+@flow(name="bankdw-run", on_failure=[_alert_on_flow_failure])
 def run_flow(
     days: int | None = None, scale: int | None = None, deletes: DeleteMode = "auto"
 ) -> RunSummary:
@@ -220,6 +281,7 @@ def run_flow(
     report_extraction(summary, extraction)
     for note in summary.drift:
         logger.warning("schema drift: %s", note)
+    check_and_send(_flow_run_id())
 
     transformation = _timed(
         summary,

@@ -104,6 +104,28 @@ class Settings(BaseSettings):
     task_retries: int = 3
     task_retry_delay_seconds: float = 2.0
 
+    # Alerting (flows/alerts.py): where notifications go, through Prefect's notification blocks.
+    # Each is a secret (a webhook URL is its own credential). Unset: alerts stay in ops.alerts.
+    alert_slack_webhook_url: SecretStr | None = None  # Slack, or any Slack-compatible webhook
+    alert_webhook_url: SecretStr | None = None  # a generic webhook: the alert as JSON fields
+    alert_email_url: SecretStr | None = None  # an Apprise mailto:// or mailtos:// URL
+    # The same alert (kind and subject) again within this long is recorded, not sent again.
+    alert_repeat_minutes: float = Field(default=60.0, ge=0)
+    # Per entity and run, the share of rows read (in %) that passed the contract, under which a
+    # warning is raised (a batch over REJECT_THRESHOLD is refused whole, a critical alert).
+    dq_score_min: float = Field(default=98.0, ge=0, le=100)
+    # Per source, the hours it may deliver nothing before a warning: a record source (the core
+    # bank: any of its tables) or a feed. A source not listed is not watched. As JSON in the
+    # environment: FRESHNESS_LIMIT_HOURS='{"corebank": 24, "orders": 36}'.
+    freshness_limit_hours: dict[str, float] = Field(
+        default_factory=lambda: {
+            "corebank": 24.0,
+            "interactions": 36.0,
+            "opportunities": 36.0,
+            "orders": 36.0,
+        }
+    )
+
     @field_validator("warehouse_url", "source_url")
     @classmethod
     def _a_libpq_url(cls, value: SecretStr | None) -> SecretStr | None:

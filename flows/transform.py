@@ -29,9 +29,10 @@ class TransformError(RuntimeError):
     `retryable` is False when retrying cannot help (an audit found bad data).
     """
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, audit_failed: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.audit_failed = audit_failed  # an audit found bad data (flows/alerts.py: its own alert)
 
 
 @dataclass
@@ -39,6 +40,11 @@ class FailureLog:
     """What SQLMesh reported as failed while a step ran."""
 
     errors: list[str] = field(default_factory=list)
+
+
+def model_name(snapshot_name: str) -> str:
+    """'"warehouse"."vault"."x"' -> 'vault.x'."""
+    return snapshot_name.replace('"', "").split(".", 1)[-1]
 
 
 def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
@@ -58,11 +64,15 @@ def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
+def failed_model(error: Exception) -> str:
+    """The model a SQLMesh node failure names (`vault.x`), or 'sqlmesh'."""
+    node = getattr(error, "node", None)
+    return model_name(getattr(node, "snapshot_name", None) or str(node or "sqlmesh"))
+
+
 def describe_failure(error: Exception) -> str:
     """'model: what failed', with each failing audit's name, arguments and row count."""
-    node = getattr(error, "node", None)
-    model = getattr(node, "snapshot_name", None) or str(node or "sqlmesh")
-    model = model.replace('"', "").split(".", 1)[-1]  # "warehouse"."vault"."x" -> vault.x
+    model = failed_model(error)
     cause = error.__cause__ or error
     audits = getattr(cause, "errors", None)
     if audits:
@@ -155,9 +165,49 @@ def project_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
-def _raise(step: str, log: FailureLog, fallback: str, retryable: bool = True) -> t.NoReturn:
+def _raise(
+    step: str, log: FailureLog, fallback: str, retryable: bool = True, audit_failed: bool = False
+) -> t.NoReturn:
     detail = "; ".join(dict.fromkeys(log.errors)) or fallback
-    raise TransformError(f"{step} failed: {detail}", retryable=retryable)
+    raise TransformError(f"{step} failed: {detail}", retryable=retryable, audit_failed=audit_failed)
+
+
+@dataclass
+class PlanSummary:
+    """What a plan changed in an environment, model by model (names like `gold.dim_account`)."""
+
+    environment: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    directly_modified: dict[str, str] = field(default_factory=dict)  # model -> change category
+    indirectly_modified: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)  # models whose intervals it computed
+
+    @classmethod
+    def of(cls, environment: str, plan: t.Any) -> PlanSummary:  # plan: sqlmesh Plan
+        diff = plan.context_diff
+        snapshots = plan.snapshots
+        direct = {
+            model_name(snapshots[s].name): (
+                snapshots[s].change_category.name.lower()
+                if snapshots[s].change_category
+                else "uncategorized"
+            )
+            for s in plan.directly_modified
+        }
+        indirect = {model_name(s.name) for ids in plan.indirectly_modified.values() for s in ids}
+        return cls(
+            environment,
+            added=sorted(model_name(s.name) for s in diff.added),
+            removed=sorted(model_name(s.name) for s in diff.removed_snapshots),
+            directly_modified=dict(sorted(direct.items())),
+            indirectly_modified=sorted(indirect - set(direct)),
+            backfilled=sorted({model_name(i.snapshot_id.name) for i in plan.missing_intervals}),
+        )
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.directly_modified)
 
 
 class Transformation:
@@ -182,6 +232,7 @@ class Transformation:
         self.log = FailureLog()
         self._context: Context | None = None
         self.publication: Publication | None = None
+        self.last_plan: PlanSummary | None = None  # what the last plan() changed
 
     def open(self) -> Transformation:
         """Take the lock and publish (idempotent: `with` on an open one keeps it)."""
@@ -290,7 +341,9 @@ class Transformation:
         whole hour, only for the run to evaluate them again for the hour in progress).
         """
         self._step()
+        self.last_plan = None
         if self.applied(environment):
+            self.last_plan = PlanSummary(environment)
             return []
         step = f"sqlmesh plan ({environment})"
         try:
@@ -308,7 +361,18 @@ class Transformation:
             _raise(step, self.log, type(err).__name__)
         if self.log.errors:
             _raise(step, self.log, "see the log above")
+        self.last_plan = PlanSummary.of(environment, plan)
+        if environment == "prod":
+            self.grant_readers()
         return sorted(s.name for s in plan.new_snapshots)
+
+    def grant_readers(self) -> None:
+        """After prod's views changed: the analyst role reads prod's gold (sql/roles)."""
+        from flows.roles import grant_gold_to_analyst
+        from flows.warehouse import connect_warehouse
+
+        with connect_warehouse(self.settings, autocommit=True) as conn:
+            grant_gold_to_analyst(conn)
 
     def run(self, environment: str = "prod") -> bool:
         """Run every model for the intervals due up to the execution time, including today's
@@ -332,9 +396,75 @@ class Transformation:
             _raise(step, self.log, type(err).__name__)
         if status.is_failure or self.log.errors:
             audit_failed = any("audit " in e for e in self.log.errors)
-            _raise(step, self.log, "see the log above", retryable=not audit_failed)
+            _raise(
+                step,
+                self.log,
+                "see the log above",
+                retryable=not audit_failed,
+                audit_failed=audit_failed,
+            )
         self._record_run(environment)
         return True
+
+    def promote(self, source: str = "staging") -> PlanSummary:
+        """Make prod what `source` is, as a virtual update: prod's views are pointed at the tables
+        `source` built and filled; no table is built and no interval computed.
+
+        `source` is first run up to this transformation's execution time (in its own tables),
+        so that prod loses no interval it had. Refused, before any work, when the project files
+        are not those `source` was planned with (prod would get something nobody checked in
+        `source`); refused too when prod's plan would still compute something.
+        """
+        self._step()
+        step = f"promote ({source} to prod)"
+        if source == "prod":
+            raise TransformError(f"{step}: prod cannot be promoted to itself", retryable=False)
+        staged_env = self.context.state_reader.get_environment(source)
+        if staged_env is None:
+            raise TransformError(
+                f"{step} failed: there is no environment {source}; plan it first "
+                f"(bankdw plan {source})",
+                retryable=False,
+            )
+        staged = {s.name: s.snapshot_id for s in staged_env.snapshots}
+        local = {s.name: s.snapshot_id for s in self.context.snapshots.values()}
+        differ = sorted(
+            model_name(n) for n in staged.keys() | local.keys() if staged.get(n) != local.get(n)
+        )
+        if differ:
+            raise TransformError(
+                f"{step} refused: the project files are not what {source} was planned with "
+                f"({', '.join(differ[:5])}{' …' if len(differ) > 5 else ''}); check out the "
+                f"commit {source} was built from, or plan {source} again and check it",
+                retryable=False,
+            )
+        self.run(source)
+        self._step()
+        context = self.context
+        try:
+            plan = context.plan_builder(
+                "prod", execution_time=self.execution_time, skip_tests=True
+            ).build()
+            if plan.new_snapshots or plan.missing_intervals:
+                work = sorted({model_name(i.snapshot_id.name) for i in plan.missing_intervals})
+                raise TransformError(
+                    f"{step} refused: prod's plan would compute {', '.join(work) or 'new tables'}"
+                    f" instead of reusing {source}'s; run {source} (bankdw plan {source}) and "
+                    "promote again",
+                    retryable=False,
+                )
+            context.apply(plan)
+        except TransformError:
+            raise
+        except Exception as err:
+            self.log.errors.append(str(err).strip())
+            self._discard_context()
+            _raise(step, self.log, type(err).__name__)
+        self.last_plan = PlanSummary.of("prod", plan)
+        self.grant_readers()
+        # Prod now holds `source`'s snapshots, complete up to this execution time: as if run.
+        self._record_run("prod")
+        return self.last_plan
 
     def rebuild(self, models: list[str], environment: str = "prod") -> None:
         """Rebuild `models` (and what depends on them) from raw, in one pass, then run on.

@@ -17,6 +17,7 @@ from prefect import allow_failure, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 
+from flows.alerts import on_task_failure
 from flows.extract import ledger
 from flows.extract.discovery import Discovery, discover_landing, discover_s3
 from flows.extract.feed_file import FeedFile, FileSource, IgnoredFile, RepeatedFile
@@ -80,6 +81,7 @@ def load_one_file(file: FeedFile) -> FileOutcome:
     # Whether a file is new is ops.files' call, never a cached task result's.
     cache_policy=NO_CACHE,
     task_run_name="load {file.name}",
+    on_failure=[on_task_failure],
 )
 def load_landing_file(file: FeedFile) -> FileOutcome:
     return load_one_file(file)
@@ -91,6 +93,7 @@ def load_landing_file(file: FeedFile) -> FileOutcome:
     retry_condition_fn=retry_unless_refused,
     cache_policy=NO_CACHE,
     task_run_name="load s3 {file.name}",
+    on_failure=[on_task_failure],
 )
 def load_s3_object(bucket: Any, file: FeedFile) -> FileOutcome:  # bucket: prefect_aws.S3Bucket
     from flows.extract.s3 import downloaded

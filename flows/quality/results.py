@@ -87,10 +87,22 @@ def raise_alert(
     entity: str,
     batch_id: int | None,
     message: str,
+    kind: str | None = None,
 ) -> None:
-    """Record what needs a person's attention; notification channels hang off ops.alerts."""
+    """Record what needs a person's attention in ops.alerts; flows/alerts.py sends it (at the end
+    of the flow, or from the failing task's hook) through the configured channels."""
+    from flows.alerts import next_step
+
     conn.execute(
-        "insert into ops.alerts (severity, source, entity, batch_id, message) "
-        "values (%s, %s, %s, %s, %s)",
-        (severity, source, entity, batch_id, message),
+        "insert into ops.alerts (severity, source, entity, batch_id, message, kind, next_step) "
+        "values (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            severity,
+            source,
+            entity,
+            batch_id,
+            message,
+            kind,
+            next_step(kind, entity) if kind else None,
+        ),
     )

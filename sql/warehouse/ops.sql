@@ -217,3 +217,24 @@ begin
     return false;
 end
 $$;
+
+-- Alerts are notified (flows/alerts.py): what kind of event, what to do next, which flow run and
+-- task raised it (the correlation id of its logs), and which channels were told. A notification
+-- that failed is retried by the next dispatch, up to a few times.
+alter table ops.alerts add column if not exists kind text;
+alter table ops.alerts add column if not exists next_step text;
+alter table ops.alerts add column if not exists flow_run_id text;
+alter table ops.alerts add column if not exists flow_run_name text;
+alter table ops.alerts add column if not exists task_run_id text;
+alter table ops.alerts add column if not exists task text;
+alter table ops.alerts add column if not exists attempts int;
+alter table ops.alerts add column if not exists error text;
+alter table ops.alerts add column if not exists notified_at timestamptz;
+alter table ops.alerts add column if not exists channels text[] not null default '{}';
+alter table ops.alerts add column if not exists notify_attempts int not null default 0;
+alter table ops.alerts add column if not exists notify_error text;
+-- Severities are critical (act now: data stopped flowing) or warning (act today).
+update ops.alerts set severity = 'critical' where severity = 'error';
+create index if not exists alerts_pending on ops.alerts (alert_id) where notified_at is null;
+create index if not exists alerts_flow_run on ops.alerts (flow_run_id);
+create index if not exists alerts_raised_at on ops.alerts (raised_at);
