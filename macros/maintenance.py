@@ -47,3 +47,20 @@ def analyze_table(evaluator) -> str | None:  # type: ignore[no-untyped-def]
         return None
     table = exp.Literal.string(evaluator.this_model).sql(dialect="postgres")
     return f"select ops.analyze_if_stale({table}::regclass)"
+
+
+@macro()
+def without_nested_loops(evaluator) -> str | None:  # type: ignore[no-untyped-def]
+    """Pre-statement of a satellite load: joins between the pattern's intermediate results by
+    hash, never by nested loop. Statistics lag behind an interval's new rows (their load times
+    lie past the histogram), so each intermediate result looks like one row and the planner
+    rescans one for every row of another: on 300 days of history a one-day load of
+    sat_transaction_details took 9 s. The pattern's reads of tables go through indexes by
+    `= any(array(...))`, which needs no nested loop. `with_nested_loops()` restores it."""
+    return "set enable_nestloop = off" if evaluator.runtime_stage == "evaluating" else None
+
+
+@macro()
+def with_nested_loops(evaluator) -> str | None:  # type: ignore[no-untyped-def]
+    """Post-statement restoring the session's default after `without_nested_loops()`."""
+    return "set enable_nestloop = default" if evaluator.runtime_stage == "evaluating" else None

@@ -206,10 +206,11 @@ def versioned_sat(
     hashdiff = _hash(tuple(exp.maybe_parse(e, dialect="postgres") for _, e in attributes), False)
     version = [*part, "effective_from", "batch_id"]
     selected = ", ".join(f"{expr} as {name}" for name, expr in attributes)
-    touched = (
-        f"({listed}) in (select {listed} from touched)"
-        if len(keys) > 1
-        else (f"{listed} in (select {listed} from touched)")
+    # `= any(array(...))`: an index scan on the source's key, whatever join methods are allowed
+    # (the model turns nested loops off: docs/data-vault.md, "Cost"); a composite key is narrowed
+    # by its first column, then matched whole.
+    touched = f"{keys[0]} = any(array(select {keys[0]} from touched))" + (
+        f" and ({listed}) in (select {listed} from touched)" if len(keys) > 1 else ""
     )
     return f"""
         with touched as (
@@ -261,7 +262,7 @@ def versioned_sat(
           /* read once, before the first row is written: a self anti-join planned on the
              empty table of a first build rescans it for every row it writes (quadratic) */
           select {", ".join(version)} from {this}
-          where load_ts < @start_tstz and {hk} in (select {hk} from first_changes)
+          where load_ts < @start_tstz and {hk} = any(array(select {hk} from first_changes))
         ),
         new_rows as (
           select f.* from first_changes as f

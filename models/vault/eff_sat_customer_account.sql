@@ -22,6 +22,8 @@ MODEL (
   )
 );
 
+@without_nested_loops(); /* hash joins only: macros/maintenance.py */
+
 select * from @eff_sat(
   hash_key := customer_account_hk,
   business_key := (customer_id, account_id),
@@ -34,3 +36,4 @@ select * from @eff_sat(
 @create_index(customer_account_hk, effective_from, batch_id);
 @create_index(load_ts);
 @analyze_table();
+@with_nested_loops();

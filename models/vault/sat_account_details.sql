@@ -20,6 +20,8 @@ MODEL (
   )
 );
 
+@without_nested_loops(); /* hash joins only: macros/maintenance.py */
+
 select * from @sat(
   hash_key := account_hk,
   business_key := account_id,
@@ -31,3 +33,4 @@ select * from @sat(
 @create_index(account_hk, effective_from, batch_id);
 @create_index(load_ts);
 @analyze_table();
+@with_nested_loops();

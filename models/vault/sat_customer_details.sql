@@ -19,6 +19,8 @@ MODEL (
   )
 );
 
+@without_nested_loops(); /* hash joins only: macros/maintenance.py */
+
 select * from @sat(
   hash_key := customer_hk,
   business_key := customer_id,
@@ -30,3 +32,4 @@ select * from @sat(
 @create_index(customer_hk, effective_from, batch_id);
 @create_index(load_ts);
 @analyze_table();
+@with_nested_loops();

@@ -20,6 +20,8 @@ MODEL (
   )
 );
 
+@without_nested_loops(); /* hash joins only: macros/maintenance.py */
+
 select * from @sat(
   hash_key := interaction_hk,
   business_key := interaction_id,
@@ -32,3 +34,4 @@ select * from @sat(
 @create_index(interaction_hk, effective_from, batch_id);
 @create_index(load_ts);
 @analyze_table();
+@with_nested_loops();

@@ -21,6 +21,8 @@ MODEL (
   )
 );
 
+@without_nested_loops(); /* hash joins only: macros/maintenance.py */
+
 select * from @sat(
   hash_key := transaction_hk,
   business_key := transaction_id,
@@ -32,3 +34,4 @@ select * from @sat(
 @create_index(transaction_hk, effective_from, batch_id);
 @create_index(load_ts);
 @analyze_table();
+@with_nested_loops();
