@@ -83,6 +83,9 @@ def bankdw(tmp_path: Path) -> Iterator:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # signals from the terminal running pytest stay away
+            # As from a terminal: a suite run in the background (`cmd &`) inherits SIGINT ignored,
+            # which bankdw rightly keeps (flows/runtime.py), and Ctrl-C would do nothing.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         run = Bankdw(proc, tmp_path / "data")
 
