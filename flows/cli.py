@@ -7,8 +7,9 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -20,6 +21,8 @@ from flows import logs
 from flows.failures import explain
 from flows.output import console, err_console, shorten
 from flows.settings import get_settings
+
+T = TypeVar("T")
 
 log = logging.getLogger("bankdw")
 
@@ -376,23 +379,10 @@ def extract(
     deletes: Annotated[DeleteChoice, typer.Option(help=DELETES_HELP)] = DeleteChoice.auto,
 ) -> None:
     """Extract every source table (incremental) and every new feed file into raw."""
-    from flows.preflight import check_source, check_warehouse
-
-    _show_targets(source=True)
-    _prepare_prefect()
-    try:
-        check_warehouse()
-        check_source()
-    except Exception as err:
-        raise _failed(err) from err
     from flows.pipeline import extract_all_flow, report_extraction
     from flows.summary import RunSummary
 
-    try:
-        _prefect_ready()
-        extraction = extract_all_flow(deletes.value)
-    except Exception as err:
-        raise _failed(err) from err
+    extraction = _run_on_warehouse(lambda: extract_all_flow(deletes.value), source=True)
     summary = RunSummary()
     report_extraction(summary, extraction)
     console.print(batches_table(summary.batches))
@@ -424,22 +414,27 @@ def _print_plan(summary) -> None:  # type: ignore[no-untyped-def]
         console.print(f"[bold]{summary.environment}[/]: no model changed")
 
 
-def _transform(environment: str) -> None:
-    from flows.preflight import check_warehouse
+def _run_on_warehouse(run: Callable[[], T], source: bool = False) -> T:
+    """The frame of a command that runs a flow: show the targets, check the warehouse (and the
+    source), make Prefect ready, run; any failure ends in one message (`_failed`)."""
+    from flows.preflight import check_source, check_warehouse
 
-    _show_targets()
+    _show_targets(source=source)
     _prepare_prefect()
     try:
         check_warehouse()
+        if source:
+            check_source()
+        _prefect_ready()
+        return run()
     except Exception as err:
         raise _failed(err) from err
+
+
+def _transform(environment: str) -> None:
     from flows.pipeline import transform_flow
 
-    try:
-        _prefect_ready()
-        summary = transform_flow(environment)
-    except Exception as err:
-        raise _failed(err) from err
+    summary = _run_on_warehouse(lambda: transform_flow(environment))
     _print_plan(summary)
     console.print(f"[green]transform finished for environment {environment}[/]")
 
@@ -505,22 +500,10 @@ def promote(
     """Make prod what staging is, as a virtual update: prod's views point at the tables staging
     built and checked; nothing is recomputed. Refused if the project files changed since
     `bankdw plan staging`."""
-    from flows.preflight import check_warehouse
-
-    source = _environment(source)
-    _show_targets()
-    _prepare_prefect()
-    try:
-        check_warehouse()
-    except Exception as err:
-        raise _failed(err) from err
     from flows.pipeline import promote_flow
 
-    try:
-        _prefect_ready()
-        summary = promote_flow(source)
-    except Exception as err:
-        raise _failed(err) from err
+    source = _environment(source)
+    summary = _run_on_warehouse(lambda: promote_flow(source))
     _print_plan(summary)
     console.print(f"[green]{source} promoted to prod[/]")
 
