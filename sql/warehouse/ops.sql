@@ -195,22 +195,31 @@ create table if not exists ops.sqlmesh_runs (
     finished_at     timestamptz not null default clock_timestamp()
 );
 
--- A model's statistics, refreshed when stale: never analyzed, or more than `changed_share` of
--- its rows written since (autovacuum's rule, applied before the next model plans its query on
--- the table). Fresh statistics cost nothing to keep: a run that analyzed every table it wrote
--- would pay a sample of each, growing with the table, on every run.
+-- A model's statistics, refreshed when stale: never analyzed, its table grown by more than
+-- `changed_share` since (its size on disk against the pages the last ANALYZE saw), or that share
+-- of its rows written since (autovacuum's rule), before the next model plans a query on it. Size
+-- comes first because the statistics views lag: a backend reports its counts at most once a
+-- second, so a table a plan analyzed while empty and a run filled a moment later looked
+-- unchanged, stayed "empty" to the planner, and a 300-day build's fact load ran nested loops for
+-- minutes. Fresh statistics cost nothing to keep: a run that analyzed every table it wrote would
+-- pay a sample of each, growing with the table, on every run.
 create or replace function ops.analyze_if_stale(target regclass, changed_share float8 default 0.2)
 returns boolean
 language plpgsql as $$
 declare
-    live      bigint;
-    modified  bigint;
-    analyzed  timestamptz;
+    pages_now   float8 := pg_relation_size(target) / current_setting('block_size')::float8;
+    pages_seen  float8;
+    live        bigint;
+    modified    bigint;
+    analyzed    timestamptz;
 begin
+    select relpages into pages_seen from pg_class where oid = target;
     select n_live_tup, n_mod_since_analyze, greatest(last_analyze, last_autoanalyze)
       into live, modified, analyzed
       from pg_stat_user_tables where relid = target;
-    if analyzed is null or modified > changed_share * greatest(live, 1) then
+    if analyzed is null
+       or pages_now > (1 + changed_share) * greatest(pages_seen, 1)
+       or modified > changed_share * greatest(live, 1) then
         execute format('analyze %s', target);
         return true;
     end if;
