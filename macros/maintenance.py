@@ -18,12 +18,22 @@ def _index(evaluator, columns: tuple[exp.Expression, ...], unique: bool) -> str 
     listed = ", ".join(c.sql(dialect="postgres") for c in columns)
     kind = "unique index" if unique else "index"
     name = "ix_" + hashlib.md5(f"{table}({listed}){kind}".encode()).hexdigest()[:24]
-    return f"create {kind} if not exists {name} on {table} ({listed})"
+    ddl = f"create {kind} if not exists {name} on {table} ({listed})"
+    if evaluator.runtime_stage == "creating":
+        return ddl
+    # On every run, look before asking: `create index if not exists` takes its table lock before
+    # it looks, waits for an autovacuum of the table (which yields only after deadlock_timeout,
+    # 1 s) and cancels it; a run paid a second per large table and those were never vacuumed.
+    schema = exp.to_table(table, dialect="postgres").db
+    index = exp.table_(name, db=schema, quoted=True).sql(dialect="postgres")
+    qualified = exp.Literal.string(index).sql(dialect="postgres")
+    statement = exp.Literal.string(ddl).sql(dialect="postgres")
+    return f"select ops.create_index_if_missing({qualified}, {statement})"
 
 
 @macro()
 def create_index(evaluator, *columns: exp.Expression) -> str | None:  # type: ignore[no-untyped-def]
-    """`create index if not exists` on this model's physical table (no-op when it exists).
+    """An index on this model's physical table, created when missing (a catalog lookup when not).
 
     The name hashes table and columns: physical tables are versioned, and an index name is
     unique per schema.

@@ -15,11 +15,15 @@ def published(  # type: ignore[no-untyped-def]
     publication time as `_published_at` (see flows/publication.py). Only published batches are
     visible to the transformation, so an interval's rows are fixed once it is processed."""
     raw = table.sql(dialect="postgres")
+    window = f"between {start.sql(dialect='postgres')} and {end.sql(dialect='postgres')}"
+    # The interval's batch ids first, then raw through its batch index: joined directly, the
+    # planner (whose statistics never hold the newest batches) hashed a scan of all of raw.
     return exp.maybe_parse(
         f"(select r.*, b.published_at as _published_at from {raw} as r "
         "join ops.batches as b on b.batch_id = r._batch_id "
-        f"where b.published_at between {start.sql(dialect='postgres')} "
-        f"and {end.sql(dialect='postgres')})",
+        "where r._batch_id = any(array("
+        f"select batch_id from ops.batches where published_at {window})) "
+        f"and b.published_at {window})",
         dialect="postgres",
     )
 

@@ -195,6 +195,20 @@ create table if not exists ops.sqlmesh_runs (
     finished_at     timestamptz not null default clock_timestamp()
 );
 
+-- A model's index, created when missing (macros/maintenance.py): without the table lock that
+-- `create index if not exists` takes before it looks, which waits for and cancels autovacuum.
+create or replace function ops.create_index_if_missing(index_name text, ddl text)
+returns boolean
+language plpgsql as $$
+begin
+    if to_regclass(index_name) is not null then
+        return false;
+    end if;
+    execute ddl;
+    return true;
+end
+$$;
+
 -- A model's statistics, refreshed when stale: never analyzed, its table grown by more than
 -- `changed_share` since (its size on disk against the pages the last ANALYZE saw), or that share
 -- of its rows written since (autovacuum's rule), before the next model plans a query on it. Size
