@@ -100,7 +100,7 @@ def command(
         ) from err
     data_dir = private_dir(settings.data_dir, embedded_server=settings.uses_embedded_warehouse)
     if _owns_logging:
-        logs.setup(data_dir / "logs", verbose)
+        logs.setup(data_dir / "logs", verbose, settings.log_format)
 
 
 def _show_targets(warehouse: bool = True, source: bool = False) -> None:
