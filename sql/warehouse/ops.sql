@@ -238,3 +238,20 @@ update ops.alerts set severity = 'critical' where severity = 'error';
 create index if not exists alerts_pending on ops.alerts (alert_id) where notified_at is null;
 create index if not exists alerts_flow_run on ops.alerts (flow_run_id);
 create index if not exists alerts_raised_at on ops.alerts (raised_at);
+
+-- SQLMesh's audits as they ran: pass or fail per audit, model and transformation (SQLMesh keeps
+-- no record of them). `transformation_id` groups one Transformation (flows/transform.py): the
+-- latest results are those of the newest transformation that ran any audit.
+create table if not exists ops.audit_results (
+    audit_result_id   bigint generated always as identity primary key,
+    transformation_id uuid not null,
+    flow_run_id       text,                   -- null when SQLMesh ran outside a flow
+    environment       text not null,
+    model             text not null,          -- e.g. vault.link_account_transaction
+    audit             text not null,          -- e.g. link_hub_keys_exist
+    passed            boolean not null,
+    bad_rows          bigint,                 -- rows a failed audit found
+    recorded_at       timestamptz not null default clock_timestamp()
+);
+create index if not exists audit_results_transformation on ops.audit_results (transformation_id);
+create index if not exists audit_results_flow_run on ops.audit_results (flow_run_id);
