@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     # Status and observability (flows/runs.py, flows/logs.py). LOG_FORMAT=json writes every log
     # record as one JSON object per line, with the flow run id as its correlation id.
     log_format: Literal["text", "json"] = "text"
+    # Runs `bankdw status` lists by default.
+    status_runs_shown: int = Field(default=10, ge=1)
 
     @field_validator("warehouse_url", "source_url")
     @classmethod
