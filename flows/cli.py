@@ -126,7 +126,12 @@ def _prepare_prefect() -> None:
         home = get_settings().data_dir / "prefect"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if logs.verbose() else "WARNING")
+    # Prefect's run records (INFO) reach bankdw's handlers only at this level: the JSON log wants
+    # them (the screen still shows warnings only, unless --verbose).
+    json_logs = get_settings().log_format == "json"
+    os.environ.setdefault(
+        "PREFECT_LOGGING_LEVEL", "INFO" if logs.verbose() or json_logs else "WARNING"
+    )
     # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
@@ -400,11 +405,11 @@ def status(
     if found.audits:
         failed = [a for a in found.audits if not a.passed]
         run = f"flow run {found.audits_flow_run_id[:8]}, " if found.audits_flow_run_id else ""
-        audits = Table(
-            title=f"Audits of the latest transformation ({run}{found.audits_at:%Y-%m-%d %H:%M} UTC)"
-            f": {len(found.audits) - len(failed)} passed, {len(failed)} failed",
-            title_justify="left",
+        title = (
+            f"Audits of the latest transformation ({run}{found.audits_at:%Y-%m-%d %H:%M} UTC)"
+            f": {len(found.audits) - len(failed)} passed, {len(failed)} failed"
         )
+        audits = Table(title=title, title_justify="left")
         for column in ("model", "audit", "result", "bad rows"):
             audits.add_column(column, justify="right" if column == "bad rows" else "left")
         # Failed audits always; passed ones with --verbose (dozens, all alike).
@@ -413,9 +418,10 @@ def status(
                 continue
             result = Text("passed", style="green") if a.passed else Text("FAILED", style="bold red")
             audits.add_row(a.model, a.audit, result, _count(a.bad_rows))
-        console.print(audits)
-        if not failed and not logs.verbose():
-            console.print("every audit passed (`bankdw -v status` lists them)")
+        if failed or logs.verbose():
+            console.print(audits)
+        else:
+            console.print(f"{title}: every audit passed (`bankdw -v status` lists them)")
     else:
         console.print("audits: none recorded yet")
 

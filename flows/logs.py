@@ -165,11 +165,15 @@ def setup(log_dir: Path, verbose: bool, log_format: str = "text") -> Path:
     if log_format == "json":
         for handler in (file, screen):
             handler.setFormatter(JsonFormatter())
+        # A log shipper wants the runs' records, not only their warnings: the file takes INFO;
+        # the screen stays as quiet as ever unless --verbose.
+        if not verbose:
+            screen.setLevel(logging.WARNING)
     for handler in (file, screen):
         handler.addFilter(CorrelationFilter())
         root.addHandler(handler)
         _installed.append(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.INFO if verbose or log_format == "json" else logging.WARNING)
     # A line per HTTP request to Prefect's API drowns what --verbose is for.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return _log_path
