@@ -100,7 +100,7 @@ def command(
         ) from err
     data_dir = private_dir(settings.data_dir, embedded_server=settings.uses_embedded_warehouse)
     if _owns_logging:
-        logs.setup(data_dir / "logs", verbose)
+        logs.setup(data_dir / "logs", verbose, settings.log_format)
 
 
 def _show_targets(warehouse: bool = True, source: bool = False) -> None:
@@ -126,7 +126,12 @@ def _prepare_prefect() -> None:
         home = get_settings().data_dir / "prefect"
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if logs.verbose() else "WARNING")
+    # Prefect's run records (INFO) reach bankdw's handlers only at this level: the JSON log wants
+    # them (the screen still shows warnings only, unless --verbose).
+    json_logs = get_settings().log_format == "json"
+    os.environ.setdefault(
+        "PREFECT_LOGGING_LEVEL", "INFO" if logs.verbose() or json_logs else "WARNING"
+    )
     # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
@@ -288,6 +293,143 @@ def run(
     finally:
         step_listeners.remove(show_step)
     _print_summary(summary)
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "failed": "bold red",
+    "crashed": "bold red",
+}
+
+
+@app.command()
+def status(
+    runs: Annotated[
+        int | None,
+        typer.Option("--runs", "-n", min=1, help="Runs to list (default STATUS_RUNS_SHOWN, 10)."),
+    ] = None,
+) -> None:
+    """The last runs (ops.pipeline_runs), each watched source's freshness against its limit
+    (FRESHNESS_LIMIT_HOURS), open quarantine per entity and rule, and the audits of the latest
+    transformation. Exit code 1 when the last run failed or crashed or a source is stale (for
+    a monitor's check), 0 otherwise."""
+    from flows.status import read_status
+    from flows.warehouse import connect_warehouse
+
+    settings = get_settings()
+    _show_targets()
+    try:
+        with connect_warehouse(settings) as conn:
+            found = read_status(conn, settings, runs or settings.status_runs_shown)
+    except Exception as err:
+        raise _failed(err) from err
+
+    table = Table(title="Runs (ops.pipeline_runs)", title_justify="left")
+    for column, right in (
+        ("run", True),
+        ("flow run", False),
+        ("flow", False),
+        ("status", False),
+        ("started (UTC)", False),
+        ("seconds", True),
+        ("raw rows", True),
+        ("quarantined", True),
+        ("deletes", True),
+        ("silver", True),
+        ("vault", True),
+        ("gold", True),
+        ("DQ %", True),
+        ("audits ok/failed", True),
+        ("alerts raised/sent", True),
+    ):
+        table.add_column(column, justify="right" if right else "left")
+    for r in found.runs:
+        style = STATUS_STYLE.get(r.status, "")
+        audits = "" if r.audits_passed is None else f"{r.audits_passed}/{r.audits_failed}"
+        alerts = "" if r.alerts_raised is None else f"{r.alerts_raised}/{r.alerts_sent}"
+        table.add_row(
+            str(r.run_id),
+            Text(f"{r.flow_run_name or ''} {(r.flow_run_id or '')[:8]}".strip()),
+            r.flow_name,
+            Text(r.status, style=style),
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            "" if r.seconds is None else f"{r.seconds:.1f}",
+            _count(r.rows_loaded),
+            _count(r.rows_quarantined),
+            _count(r.rows_deleted),
+            _count(r.silver_rows),
+            _count(r.vault_rows),
+            _count(r.gold_rows),
+            "" if r.dq_score is None else f"{r.dq_score:.2f}",
+            audits,
+            alerts,
+        )
+    console.print(table if found.runs else "no run recorded yet (ops.pipeline_runs is empty)")
+    for r in found.runs:
+        if r.status in ("failed", "crashed") and r.error:
+            error = r.error if logs.verbose() else shorten(r.error, PAYLOAD_SHOWN)
+            console.print(Text(f"run {r.run_id} {r.status}: {error}", style="red"))
+
+    fresh = Table(title="Freshness (FRESHNESS_LIMIT_HOURS)", title_justify="left")
+    for column in ("source", "last delivery (UTC)", "hours since", "limit (h)", "state"):
+        fresh.add_column(column, justify="right" if "h)" in column or "since" in column else "left")
+    for f in found.freshness:
+        state = (
+            Text("never delivered", style="dim")
+            if f.hours_silent is None
+            else Text("stale", style="bold red")
+            if f.stale
+            else Text("fresh", style="green")
+        )
+        fresh.add_row(
+            f.source,
+            "" if f.last_delivery is None else f"{f.last_delivery:%Y-%m-%d %H:%M}",
+            "" if f.hours_silent is None else f"{f.hours_silent:.1f}",
+            f"{f.limit_hours:g}",
+            state,
+        )
+    console.print(fresh if found.freshness else "no source watched (FRESHNESS_LIMIT_HOURS)")
+
+    quarantine = Table(title="Open quarantine (pending rows)", title_justify="left")
+    for column in ("entity", "rule", "rows"):
+        quarantine.add_column(column, justify="right" if column == "rows" else "left")
+    for entity, rule, rows in found.quarantine:
+        quarantine.add_row(entity, rule, f"{rows:,}")
+    console.print(quarantine if found.quarantine else "quarantine: nothing open")
+
+    if found.audits:
+        failed = [a for a in found.audits if not a.passed]
+        run = f"flow run {found.audits_flow_run_id[:8]}, " if found.audits_flow_run_id else ""
+        title = (
+            f"Audits of the latest transformation ({run}{found.audits_at:%Y-%m-%d %H:%M} UTC)"
+            f": {len(found.audits) - len(failed)} passed, {len(failed)} failed"
+        )
+        audits = Table(title=title, title_justify="left")
+        for column in ("model", "audit", "result", "bad rows"):
+            audits.add_column(column, justify="right" if column == "bad rows" else "left")
+        # Failed audits always; passed ones with --verbose (dozens, all alike).
+        for a in found.audits:
+            if a.passed and not logs.verbose():
+                continue
+            result = Text("passed", style="green") if a.passed else Text("FAILED", style="bold red")
+            audits.add_row(a.model, a.audit, result, _count(a.bad_rows))
+        if failed or logs.verbose():
+            console.print(audits)
+        else:
+            console.print(f"{title}: every audit passed (`bankdw -v status` lists them)")
+    else:
+        console.print("audits: none recorded yet")
+
+    problems = found.problems()
+    for problem in problems:
+        err_console.print(f"[bold red]problem:[/] {escape(problem)}")
+    if problems:
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -220,7 +220,7 @@ def record_failed_batch(
             record_dq_results(conn, batch_id, entity, error.stats)
         if isinstance(error, BatchRejectedError | SchemaDriftError):
             kind = "batch_refused" if isinstance(error, BatchRejectedError) else "schema_drift"
-            raise_alert(conn, "critical", source, entity, batch_id, str(error), kind)
+            raise_alert(conn, "critical", source, entity, batch_id, str(error), kind, flow_run_id)
     return batch_id
 
 

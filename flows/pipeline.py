@@ -17,6 +17,7 @@ from flows.extract.deletes import DeleteMode
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
+from flows.runs import RunRecord, recorded_run, refresh_alerts
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
 from flows.transform import PlanSummary, Transformation
@@ -205,14 +206,17 @@ def _alert_on_flow_failure(flow, flow_run, state) -> None:  # type: ignore[no-un
 
     if not runtime.stopping():
         send_pending()
+        # The run's row (ops.pipeline_runs) was finished before these were sent.
+        refresh_alerts(str(flow_run.id))
 
 
 @flow(name="bankdw-extract", on_failure=[_alert_on_flow_failure])
 def extract_all_flow(deletes: DeleteMode = "auto") -> Extraction:
     """Every source table and every new feed file into raw (`bankdw extract`), then the data
-    quality and freshness checks (flows/alerts.py)."""
-    extraction = extract_everything(deletes)
-    check_and_send(_flow_run_id())
+    quality and freshness checks (flows/alerts.py). Recorded in ops.pipeline_runs."""
+    with recorded_run("bankdw-extract"):
+        extraction = extract_everything(deletes)
+        check_and_send(_flow_run_id())
     return extraction
 
 
@@ -231,12 +235,15 @@ def transform_flow(environment: str = "prod") -> PlanSummary:
     """SQLMesh plan/apply and run for `environment` (each model's audits run as it is built),
     under the SQLMesh lock. Another environment than prod (`staging`, `dev`) gets the changed
     models built in tables of its own and views on prod's tables for the rest; prod is untouched.
-    Returns what the plan changed."""
-    with Transformation(
-        f"bankdw transform {environment}", on_wait=get_run_logger().warning
-    ) as transformation:
-        sqlmesh_plan(transformation, environment)
-        sqlmesh_run(transformation, environment)
+    Returns what the plan changed. Recorded in ops.pipeline_runs."""
+    with recorded_run("bankdw-transform") as record:
+        transformation = Transformation(
+            f"bankdw transform {environment}", on_wait=get_run_logger().warning
+        )
+        record.layer_rows = transformation.log.rows_written  # filled as SQLMesh writes
+        with transformation:
+            sqlmesh_plan(transformation, environment)
+            sqlmesh_run(transformation, environment)
     return transformation.last_plan or PlanSummary(environment)
 
 
@@ -254,7 +261,14 @@ def promote_flow(source: str = "staging") -> PlanSummary:
 def run_flow(
     days: int | None = None, scale: int | None = None, deletes: DeleteMode = "auto"
 ) -> RunSummary:
-    """The main job: (demo source only) simulate, then extract, transform, audit, summarise."""
+    """The main job: (demo source only) simulate, then extract, transform, audit, summarise.
+    Recorded in ops.pipeline_runs (started as 'running', finished as completed or failed, with
+    its figures) and as a table artifact of the flow run."""
+    with recorded_run("bankdw-run") as record:
+        return _run(record, days, scale, deletes)
+
+
+def _run(record: RunRecord, days: int | None, scale: int | None, deletes: DeleteMode) -> RunSummary:
     logger = get_run_logger()
     settings = get_settings()
     require_source(settings)
@@ -289,6 +303,7 @@ def run_flow(
         lambda: open_transformation("bankdw run"),
         lambda t: f"{t.publication.batches} batches, up to {t.execution_time:%Y-%m-%d %H:%M:%S}",
     )
+    record.layer_rows = transformation.log.rows_written  # filled as SQLMesh writes
     with transformation:
         _timed(
             summary,

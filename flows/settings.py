@@ -7,6 +7,7 @@ import os
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -125,6 +126,12 @@ class Settings(BaseSettings):
             "orders": 36.0,
         }
     )
+
+    # Status and observability (flows/runs.py, flows/logs.py). LOG_FORMAT=json writes every log
+    # record as one JSON object per line, with the flow run id as its correlation id.
+    log_format: Literal["text", "json"] = "text"
+    # Runs `bankdw status` lists by default.
+    status_runs_shown: int = Field(default=10, ge=1)
 
     @field_validator("warehouse_url", "source_url")
     @classmethod

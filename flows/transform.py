@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import typing as t
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,9 +39,33 @@ class TransformError(RuntimeError):
 
 @dataclass
 class FailureLog:
-    """What SQLMesh reported as failed while a step ran."""
+    """What SQLMesh reported while a transformation ran: the failures of the current step, and
+    (over every step) the rows each layer was written and each audit's outcome."""
 
     errors: list[str] = field(default_factory=list)
+    # Rows SQLMesh's cursors reported written, per layer (`silver`, `vault`, `gold`): its own
+    # counts, free (no count(*) of any table). Views write nothing.
+    rows_written: dict[str, int] = field(default_factory=dict)
+    # (model, audit) -> (passed, bad rows), for the audits run and not yet stored.
+    audits: dict[tuple[str, str], tuple[bool, int]] = field(default_factory=dict)
+    # SQLMesh evaluates models on threads of its own.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def wrote(self, model: str, rows: int) -> None:
+        layer = model.split(".", 1)[0]
+        with self.lock:
+            self.rows_written[layer] = self.rows_written.get(layer, 0) + rows
+
+    def audited(self, model: str, audit: str, passed: bool, bad_rows: int = 0) -> None:
+        """One audit's outcome for one interval batch: failed in any batch is failed."""
+        with self.lock:
+            was_passed, was_bad = self.audits.get((model, audit), (True, 0))
+            self.audits[(model, audit)] = (was_passed and passed, was_bad + bad_rows)
+
+    def take_audits(self) -> dict[tuple[str, str], tuple[bool, int]]:
+        with self.lock:
+            taken, self.audits = self.audits, {}
+        return taken
 
 
 def model_name(snapshot_name: str) -> str:
@@ -109,15 +135,38 @@ def _console(log: FailureLog):  # type: ignore[no-untyped-def]
     class RecordingConsole(base):  # type: ignore[valid-type, misc]
         def log_failed_models(self, errors):  # type: ignore[no-untyped-def]
             log.errors.extend(describe_failure(error) for error in errors)
+            for error in errors:
+                for audit in getattr(error.__cause__ or error, "errors", None) or []:
+                    log.audited(failed_model(error), audit.audit_name, False, audit.count or 0)
             super().log_failed_models(errors)
 
         def update_snapshot_evaluation_progress(
-            self, snapshot, interval, batch_idx, duration_ms, *args, **kwargs
+            self,
+            snapshot,
+            interval,
+            batch_idx,
+            duration_ms,
+            num_audits_passed=0,
+            num_audits_failed=0,
+            *args,
+            **kwargs,
         ):  # type: ignore[no-untyped-def,override]
             for listener in evaluation_listeners:
                 listener(snapshot.name, (duration_ms or 0) / 1000)
+            model = model_name(snapshot.name)
+            stats = kwargs.get("execution_stats")
+            if stats is not None and stats.total_rows_processed:
+                log.wrote(model, stats.total_rows_processed)
+            _record_audits(log, snapshot, model, num_audits_passed, num_audits_failed)
             super().update_snapshot_evaluation_progress(
-                snapshot, interval, batch_idx, duration_ms, *args, **kwargs
+                snapshot,
+                interval,
+                batch_idx,
+                duration_ms,
+                num_audits_passed,
+                num_audits_failed,
+                *args,
+                **kwargs,
             )
 
         def log_error(self, message: str, *args, **kwargs) -> None:  # type: ignore[override]
@@ -130,6 +179,21 @@ def _console(log: FailureLog):  # type: ignore[no-untyped-def]
             super().log_warning(short_message, *args, **kwargs)
 
     return RecordingConsole()
+
+
+def _record_audits(log: FailureLog, snapshot: t.Any, model: str, passed: int, failed: int) -> None:
+    """The audits SQLMesh ran on one evaluation of `model`. SQLMesh's console gets counts, not
+    names: when none failed, every audit the model declares passed; a blocking audit that failed
+    comes with its name through log_failed_models (the evaluation then reports no count), and a
+    non-blocking one that failed here is recorded against the model as a whole."""
+    if passed + failed == 0:
+        return
+    declared = [audit.name for audit, _ in getattr(snapshot.model, "audits_with_args", [])]
+    if failed == 0 and len(declared) == passed:
+        for name in declared:
+            log.audited(model, name, True)
+    else:
+        log.audited(model, f"{failed} of {passed + failed} audits", failed == 0)
 
 
 def open_context(settings: Settings | None = None, log: FailureLog | None = None) -> Context:
@@ -233,6 +297,14 @@ class Transformation:
         self._context: Context | None = None
         self.publication: Publication | None = None
         self.last_plan: PlanSummary | None = None  # what the last plan() changed
+        # Groups this transformation's rows of ops.audit_results.
+        self.id = uuid.uuid4()
+        self.environment: str | None = None  # the environment last planned or run
+
+    @property
+    def rows_written(self) -> dict[str, int]:
+        """Rows SQLMesh wrote per layer while this transformation ran."""
+        return dict(self.log.rows_written)
 
     def open(self) -> Transformation:
         """Take the lock and publish (idempotent: `with` on an open one keeps it)."""
@@ -251,11 +323,51 @@ class Transformation:
 
     def __exit__(self, *exc_info: object) -> None:
         try:
+            self.store_audits()
             if self._context is not None:
                 self._context.close()
         finally:
             self._context = None
             self.lock.release()
+
+    def store_audits(self) -> None:
+        """Write the audits run since the last call to ops.audit_results (pass or fail per audit
+        and model), with the flow run they ran in. Never raises: a failure to record them must
+        not hide the run's own outcome (it is logged)."""
+        from flows.warehouse import connect_warehouse
+
+        audits = self.log.take_audits()
+        if not audits:
+            return
+        try:
+            from prefect.runtime import flow_run
+
+            flow_run_id = flow_run.id
+        except Exception:  # outside a flow (bankdw sqlmesh, tests)
+            flow_run_id = None
+        try:
+            with connect_warehouse(self.settings) as conn, conn.cursor() as cur:
+                cur.executemany(
+                    """
+                    insert into ops.audit_results (transformation_id, flow_run_id, environment,
+                                                   model, audit, passed, bad_rows)
+                    values (%s, %s, %s, %s, %s, %s, %s)
+                    """,
+                    [
+                        (
+                            self.id,
+                            flow_run_id,
+                            self.environment or "prod",
+                            model,
+                            audit,
+                            passed,
+                            None if passed else bad_rows,
+                        )
+                        for (model, audit), (passed, bad_rows) in sorted(audits.items())
+                    ],
+                )
+        except Exception as err:
+            logging.getLogger(__name__).warning("audit results not recorded: %s", err)
 
     @property
     def context(self) -> Context:
@@ -341,6 +453,7 @@ class Transformation:
         whole hour, only for the run to evaluate them again for the hour in progress).
         """
         self._step()
+        self.environment = environment
         self.last_plan = None
         if self.applied(environment):
             self.last_plan = PlanSummary(environment)
@@ -380,6 +493,7 @@ class Transformation:
         failure becomes TransformError here, so that Prefect retries and the flow fails.
         Returns False when there was nothing to run (SQLMesh not even loaded)."""
         self._step()
+        self.environment = environment
         if self.up_to_date(environment):
             return False
         step = f"sqlmesh run ({environment})"

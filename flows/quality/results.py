@@ -88,14 +88,18 @@ def raise_alert(
     batch_id: int | None,
     message: str,
     kind: str | None = None,
+    flow_run_id: str | None = None,
 ) -> None:
     """Record what needs a person's attention in ops.alerts; flows/alerts.py sends it (at the end
     of the flow, or from the failing task's hook) through the configured channels."""
-    from flows.alerts import next_step
+    from flows.alerts import _runtime, next_step
 
+    flow_run_id = flow_run_id or _runtime()["flow_run_id"]  # type: ignore[assignment]
+    # With its flow run, so that the run's row in ops.pipeline_runs counts it.
     conn.execute(
-        "insert into ops.alerts (severity, source, entity, batch_id, message, kind, next_step) "
-        "values (%s, %s, %s, %s, %s, %s, %s)",
+        "insert into ops.alerts "
+        "(severity, source, entity, batch_id, message, kind, next_step, flow_run_id) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s)",
         (
             severity,
             source,
@@ -104,5 +108,6 @@ def raise_alert(
             message,
             kind,
             next_step(kind, entity) if kind else None,
+            flow_run_id,
         ),
     )

@@ -261,3 +261,63 @@ update ops.alerts set severity = 'critical' where severity = 'error';
 create index if not exists alerts_pending on ops.alerts (alert_id) where notified_at is null;
 create index if not exists alerts_flow_run on ops.alerts (flow_run_id);
 create index if not exists alerts_raised_at on ops.alerts (raised_at);
+
+-- Status and observability (flows/runs.py, `bankdw status`).
+-- One row per flow run of the pipeline: inserted 'running' when the flow starts and finished as
+-- 'completed' or 'failed' when it ends, with the run's figures. While it runs, the flow holds a
+-- session-level advisory lock keyed by run_id (pg_advisory_lock(0x72756e73, run_id % 2^31-1)):
+-- a process killed half-way loses the lock with its connection, so a 'running' row without its
+-- lock is a crash (shown as 'crashed' by `bankdw status`, and set so by the next run's start).
+create table if not exists ops.pipeline_runs (
+    run_id            bigint generated always as identity primary key,
+    flow_run_id       text,                   -- Prefect's flow run: the logs' correlation id
+    flow_run_name     text,
+    flow_name         text not null,          -- bankdw-run, bankdw-extract, bankdw-transform
+    status            text not null default 'running'
+                      check (status in ('running', 'completed', 'failed', 'crashed')),
+    started_at        timestamptz not null default clock_timestamp(),
+    finished_at       timestamptz,
+    batches           int,                    -- ops.batches of the run (committed and failed)
+    batches_failed    int,
+    rows_in           bigint,                 -- rows read from the sources (committed batches)
+    rows_loaded       bigint,                 -- rows that passed their contract, now in raw
+    rows_quarantined  bigint,                 -- rows that broke it, now in quarantine.*
+    rows_deleted      bigint,                 -- delete markers written to raw
+    silver_rows       bigint,                 -- rows SQLMesh wrote per layer (its cursor counts;
+    vault_rows        bigint,                 -- null: the run did not transform)
+    gold_rows         bigint,
+    dq_checks         bigint,                 -- rule evaluations in ops.dq_results of the run
+    dq_score          numeric(6, 2),          -- their share that passed, in percent
+    audits_passed     int,                    -- ops.audit_results of the run
+    audits_failed     int,
+    alerts_raised     int,                    -- ops.alerts of the run
+    alerts_sent       int,                    -- of which reached at least one channel
+    error             text                    -- why a failed run failed (never a secret)
+);
+create index if not exists pipeline_runs_running on ops.pipeline_runs (run_id)
+    where status = 'running';
+create index if not exists pipeline_runs_flow_run on ops.pipeline_runs (flow_run_id);
+-- The figures of a run are read by its flow run id: batches, then their contract results.
+create index if not exists batches_flow_run on ops.batches (flow_run_id);
+-- Freshness: the latest batch that delivered rows, per source and per entity (a backward scan).
+create index if not exists batches_delivered_by_source on ops.batches (source, finished_at)
+    where status = 'committed' and rows_in > 0;
+create index if not exists batches_delivered_by_entity on ops.batches (entity, finished_at)
+    where status = 'committed' and rows_in > 0;
+
+-- SQLMesh's audits as they ran: pass or fail per audit, model and transformation (SQLMesh keeps
+-- no record of them). `transformation_id` groups one Transformation (flows/transform.py): the
+-- latest results are those of the newest transformation that ran any audit.
+create table if not exists ops.audit_results (
+    audit_result_id   bigint generated always as identity primary key,
+    transformation_id uuid not null,
+    flow_run_id       text,                   -- null when SQLMesh ran outside a flow
+    environment       text not null,
+    model             text not null,          -- e.g. vault.link_account_transaction
+    audit             text not null,          -- e.g. link_hub_keys_exist
+    passed            boolean not null,
+    bad_rows          bigint,                 -- rows a failed audit found
+    recorded_at       timestamptz not null default clock_timestamp()
+);
+create index if not exists audit_results_transformation on ops.audit_results (transformation_id);
+create index if not exists audit_results_flow_run on ops.audit_results (flow_run_id);
