@@ -508,6 +508,23 @@ def promote(
     console.print(f"[green]{source} promoted to prod[/]")
 
 
+@app.command()
+def serve(
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many flow runs at once (default: no limit)."),
+    ] = None,
+) -> None:
+    """Serve every deployment of prefect.yaml from this process, on their schedules (a laptop:
+    no Prefect server, work pool or worker needed). Ctrl-C stops it; the schedules are paused
+    until the next `bankdw serve`."""
+    from flows.deployments import prefect_yaml_path, serve_all
+
+    path = prefect_yaml_path()
+    err_console.print(f"[dim]deployments:[/] {escape(str(path))}")
+    _run_on_warehouse(lambda: serve_all(path, limit=limit))
+
+
 @app.command("sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sqlmesh_by_hand(ctx: typer.Context) -> None:
     """Run a SQLMesh command on the warehouse, under its SQLMesh lock, after publishing the
