@@ -116,9 +116,10 @@ def _show_targets(warehouse: bool = True, source: bool = False) -> None:
 _temporary_api = None
 
 
-def _prepare_prefect() -> None:
+def _prepare_prefect(scheduler: bool = False) -> None:
     """Start Prefect's temporary API now (unless a server is configured), so that it boots while
-    the command imports and connects; its state stays inside the project's .warehouse/."""
+    the command imports and connects; its state stays inside the project's .warehouse/.
+    `scheduler`: with the services that turn schedules into runs (`bankdw serve`)."""
     global _temporary_api
     from flows.prefect_api import configured_api_url, start_temporary_api
 
@@ -130,7 +131,8 @@ def _prepare_prefect() -> None:
     # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
-    _temporary_api = start_temporary_api(home)  # from the main thread, tied to this process
+    # From the main thread, tied to this process.
+    _temporary_api = start_temporary_api(home, scheduler=scheduler)
 
 
 def _prefect_ready() -> None:
@@ -414,13 +416,13 @@ def _print_plan(summary) -> None:  # type: ignore[no-untyped-def]
         console.print(f"[bold]{summary.environment}[/]: no model changed")
 
 
-def _run_on_warehouse(run: Callable[[], T], source: bool = False) -> T:
+def _run_on_warehouse(run: Callable[[], T], source: bool = False, scheduler: bool = False) -> T:
     """The frame of a command that runs a flow: show the targets, check the warehouse (and the
     source), make Prefect ready, run; any failure ends in one message (`_failed`)."""
     from flows.preflight import check_source, check_warehouse
 
     _show_targets(source=source)
-    _prepare_prefect()
+    _prepare_prefect(scheduler)
     try:
         check_warehouse()
         if source:
@@ -522,7 +524,7 @@ def serve(
 
     path = prefect_yaml_path()
     err_console.print(f"[dim]deployments:[/] {escape(str(path))}")
-    _run_on_warehouse(lambda: serve_all(path, limit=limit))
+    _run_on_warehouse(lambda: serve_all(path, limit=limit), scheduler=True)
 
 
 @app.command("sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -296,13 +298,27 @@ def test_deploy_all_registers_every_deployment_and_a_worker_runs_one(
     assert vacuumed is not None and analysed is not None
 
 
-def test_bankdw_serve_registers_the_same_deployments_and_stops_on_ctrl_c(
-    prefect_server, bank_factory, tmp_path
-):
+# Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 (its bulk insert of flow runs:
+# "Can't evaluate bulk DML statement; please supply a bulk_dml decorated function"), in
+# `prefect server start` as in bankdw's API: no deployment schedule ever produces a run.
+@pytest.mark.xfail(
+    tuple(int(p) for p in metadata.version("sqlalchemy").split(".")[:2]) >= (2, 1),
+    reason="Prefect 3.8.8's scheduler fails with SQLAlchemy 2.1 (bulk DML on its flow runs)",
+    strict=True,
+)
+def test_bankdw_serve_schedules_the_same_deployments_and_stops_on_ctrl_c(bank_factory, tmp_path):
+    """A laptop: no PREFECT_API_URL, so `bankdw serve` starts its own temporary API, which must
+    run Prefect's scheduler (an ephemeral API does not): the scheduled deployments get runs."""
     bank_factory("serve")
-    env = {**prefect_server}
-    for name in ("WAREHOUSE_URL", "SOURCE_URL", "WAREHOUSE_DIR"):
-        env[name] = os.environ[name]
+    home = tmp_path / "prefect_home"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # The scheduler looks for schedules every 60 s by default: the test need not wait that.
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "serve"],
@@ -314,26 +330,45 @@ def test_bankdw_serve_registers_the_same_deployments_and_stops_on_ctrl_c(
         # As from a terminal: a suite run in the background inherits SIGINT ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+    async def scheduled(client):  # type: ignore[no-untyped-def]
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type={"any_": ["SCHEDULED"]}))
+        )
+        return {run.deployment_id for run in runs}
+
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
+        api: dict[str, str] = {}
         while True:
-            registered = _on_server(env, _registered)
-            served = {n: d for n, d in registered.items() if d["_pull"] is None}
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+            if not api:  # the temporary API's address, from the pid file bankdw keeps
+                records = list((home / "servers").glob("*.json"))
+                if records and _healthy(url := json.loads(records[0].read_text())["url"]):
+                    api["PREFECT_API_URL"] = url
+                continue
+            served = _on_server(api, _registered)
             if set(served) == EXPECTED:
                 break
-            assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, f"served after 60 s: {sorted(served)}"
-            time.sleep(1)
         assert _public(served) == _declared()
         assert not any(d["_paused"] for d in served.values())
+        # The scheduler (every 2 s here) gives each scheduled deployment its upcoming runs.
+        wanted = {d["_id"] for d in served.values() if d["schedules"]}
+        deadline = time.monotonic() + 20
+        while not wanted <= (scheduled_ids := _on_server(api, scheduled)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
 
         serve.send_signal(signal.SIGINT)
         code = serve.wait(30)
+        output = (tmp_path / "serve.log").read_text()
+        assert code == 128 + signal.SIGINT, output[-3000:]
     finally:
         _stop(serve)
         log.close()
-    output = (tmp_path / "serve.log").read_text()
-    assert code == 128 + signal.SIGINT, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    # Stopped, the schedules are paused: no run falls due with nobody to run it.
-    assert all(d["_paused"] for d in _on_server(env, _registered).values())
+    assert wanted <= scheduled_ids, "no scheduled runs; see the scheduler's errors in serve.log"
