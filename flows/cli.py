@@ -116,9 +116,10 @@ def _show_targets(warehouse: bool = True, source: bool = False) -> None:
 _temporary_api = None
 
 
-def _prepare_prefect() -> None:
+def _prepare_prefect(scheduler: bool = False) -> None:
     """Start Prefect's temporary API now (unless a server is configured), so that it boots while
-    the command imports and connects; its state stays inside the project's .warehouse/."""
+    the command imports and connects; its state stays inside the project's .warehouse/.
+    `scheduler`: with the services that turn schedules into runs (`bankdw serve`)."""
     global _temporary_api
     from flows.prefect_api import configured_api_url, start_temporary_api
 
@@ -135,7 +136,8 @@ def _prepare_prefect() -> None:
     # On a busy 2-core machine the server needs more than Prefect's default 20 s now and then.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
-    _temporary_api = start_temporary_api(home)  # from the main thread, tied to this process
+    # From the main thread, tied to this process.
+    _temporary_api = start_temporary_api(home, scheduler=scheduler)
 
 
 def _prefect_ready() -> None:
@@ -556,13 +558,13 @@ def _print_plan(summary) -> None:  # type: ignore[no-untyped-def]
         console.print(f"[bold]{summary.environment}[/]: no model changed")
 
 
-def _run_on_warehouse(run: Callable[[], T], source: bool = False) -> T:
+def _run_on_warehouse(run: Callable[[], T], source: bool = False, scheduler: bool = False) -> T:
     """The frame of a command that runs a flow: show the targets, check the warehouse (and the
     source), make Prefect ready, run; any failure ends in one message (`_failed`)."""
     from flows.preflight import check_source, check_warehouse
 
     _show_targets(source=source)
-    _prepare_prefect()
+    _prepare_prefect(scheduler)
     try:
         check_warehouse()
         if source:
@@ -648,6 +650,23 @@ def promote(
     summary = _run_on_warehouse(lambda: promote_flow(source))
     _print_plan(summary)
     console.print(f"[green]{source} promoted to prod[/]")
+
+
+@app.command()
+def serve(
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many flow runs at once (default: no limit)."),
+    ] = None,
+) -> None:
+    """Serve every deployment of prefect.yaml from this process, on their schedules (a laptop:
+    no Prefect server, work pool or worker needed). Ctrl-C stops it; the schedules are paused
+    until the next `bankdw serve`."""
+    from flows.deployments import prefect_yaml_path, serve_all
+
+    path = prefect_yaml_path()
+    err_console.print(f"[dim]deployments:[/] {escape(str(path))}")
+    _run_on_warehouse(lambda: serve_all(path, limit=limit), scheduler=True)
 
 
 @app.command("sqlmesh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

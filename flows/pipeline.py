@@ -16,6 +16,7 @@ from flows.alerts import check_and_send, on_task_failure, send_pending
 from flows.extract.deletes import DeleteMode
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
+from flows.maintenance import MaintenanceSummary
 from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.runs import RunRecord, recorded_run, refresh_alerts
 from flows.settings import get_settings
@@ -319,4 +320,46 @@ def _run(record: RunRecord, days: int | None, scale: int | None, deletes: Delete
         )
     publication = transformation.publication
     summarise_layers(summary, publication.previous, publication.execution_time)
+    return summary
+
+
+# Maintenance steps: each is idempotent, so a retry after a dropped connection is safe.
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="sqlmesh janitor",
+)
+def sqlmesh_janitor() -> str:
+    from flows.maintenance import run_janitor
+
+    return run_janitor(on_wait=get_run_logger().warning)
+
+
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="vacuum and analyze raw",
+)
+def vacuum_raw() -> list[str]:
+    from flows.maintenance import vacuum_analyze_raw
+
+    return vacuum_analyze_raw()
+
+
+@flow(name="bankdw-maintenance", on_failure=[_alert_on_flow_failure])
+def maintenance_flow(janitor: bool = True, vacuum: bool = True) -> MaintenanceSummary:
+    """Weekly maintenance, what exists today (flows/maintenance.py): SQLMesh's janitor under the
+    SQLMesh lock (`janitor`), then VACUUM (ANALYZE) of every raw table (`vacuum`)."""
+    logger = get_run_logger()
+    summary = MaintenanceSummary()
+    if janitor:
+        summary.janitor = sqlmesh_janitor()
+        logger.info("sqlmesh janitor: %s", summary.janitor)
+    if vacuum:
+        summary.vacuumed = vacuum_raw()
+        logger.info("vacuumed and analysed %s raw tables", len(summary.vacuumed))
     return summary

@@ -44,18 +44,23 @@ from flows import runtime
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def start_temporary_api(prefect_home: Path) -> TemporaryApi | None:
+def start_temporary_api(prefect_home: Path, scheduler: bool = False) -> TemporaryApi | None:
     """Start Prefect's temporary API for this process, unless PREFECT_API_URL names a server.
 
     Call it from the main thread (PDEATHSIG fires when the thread that started the child ends)
     and before Prefect is imported: it sets PREFECT_API_URL. Returns the server (`wait_until_ready`
     before the first flow), or None when a server is configured.
+
+    `scheduler`: run the server's background services too (the scheduler that turns deployment
+    schedules into flow runs, late runs, ...), as `prefect server start` does. Prefect's
+    ephemeral mode, enough for a command that runs one flow, runs none of them: `bankdw serve`
+    would then never see a scheduled run.
     """
     if configured_api_url():
         return None
     pid_dir = prefect_home / "servers"
     stop_orphans(pid_dir)
-    server = TemporaryApi(pid_dir)
+    server = TemporaryApi(pid_dir, scheduler=scheduler)
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url
     return server
@@ -110,8 +115,9 @@ def stop_orphans(pid_dir: Path) -> list[int]:
 class TemporaryApi:
     """Prefect's own API server process (the command SubprocessASGIServer runs), tied to us."""
 
-    def __init__(self, pid_dir: Path) -> None:
+    def __init__(self, pid_dir: Path, scheduler: bool = False) -> None:
         self.pid_dir = pid_dir
+        self.scheduler = scheduler
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._ready = False
@@ -146,7 +152,7 @@ class TemporaryApi:
             env={
                 **os.environ,
                 "PREFECT_UI_ENABLED": "0",
-                "PREFECT__SERVER_EPHEMERAL": "1",
+                **({} if self.scheduler else {"PREFECT__SERVER_EPHEMERAL": "1"}),
                 "PREFECT__SERVER_FINAL": "1",
             },
             start_new_session=True,
