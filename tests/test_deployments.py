@@ -16,7 +16,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -298,14 +297,9 @@ def test_deploy_all_registers_every_deployment_and_a_worker_runs_one(
     assert vacuumed is not None and analysed is not None
 
 
-# Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 (its bulk insert of flow runs:
-# "Can't evaluate bulk DML statement; please supply a bulk_dml decorated function"), in
-# `prefect server start` as in bankdw's API: no deployment schedule ever produces a run.
-@pytest.mark.xfail(
-    tuple(int(p) for p in metadata.version("sqlalchemy").split(".")[:2]) >= (2, 1),
-    reason="Prefect 3.8.8's scheduler fails with SQLAlchemy 2.1 (bulk DML on its flow runs)",
-    strict=True,
-)
+# Prefect 3.8.8's scheduler service fails on SQLAlchemy 2.1 ("Can't evaluate bulk DML
+# statement"): no schedule would produce a run. pyproject.toml keeps SQLAlchemy below 2.1; this
+# test is the one that notices if that stops holding.
 def test_bankdw_serve_schedules_the_same_deployments_and_stops_on_ctrl_c(bank_factory, tmp_path):
     """A laptop: no PREFECT_API_URL, so `bankdw serve` starts its own temporary API, which must
     run Prefect's scheduler (an ephemeral API does not): the scheduled deployments get runs."""
