@@ -127,9 +127,10 @@ def hub(  # type: ignore[no-untyped-def]
           /* read once, before the first row is written: a self anti-join planned on the
              empty table of a first build rescans it for every row it writes (quadratic); probed
              as a hashed NOT IN (a hash key is never NULL), as a join with this CTE planned on
-             stale statistics rescans it for every key */
+             stale statistics rescans it for every key; the hub is read through its key's
+             index (`= any(array(...))`), never scanned whole, whatever the estimates */
           select {hk} from {evaluator.this_model_fqn}
-          where load_ts < @start_tstz and {hk} in (select {hk} from first_arrivals)
+          where load_ts < @start_tstz and {hk} = any(array(select {hk} from first_arrivals))
         )
         select f.{hk}, {_qualified(keys, "f")}, f.load_ts, f.record_source
         from first_arrivals as f
@@ -170,7 +171,7 @@ def link(  # type: ignore[no-untyped-def]
         already_held as materialized (
           /* read once, before the first row is written, probed as a hashed NOT IN (see @hub) */
           select {lk} from {evaluator.this_model_fqn}
-          where load_ts < @start_tstz and {lk} in (select {lk} from first_arrivals)
+          where load_ts < @start_tstz and {lk} = any(array(select {lk} from first_arrivals))
         )
         select {lk}, {names}, load_ts, record_source
         from first_arrivals as f
@@ -390,7 +391,7 @@ def record_tracking_sat(  # type: ignore[no-untyped-def]
           /* read once, before the first row is written (see @hub) */
           select distinct on ({hk}) {hk}, is_deleted
           from {this}
-          where load_ts < @start_tstz and {hk} in (select {hk} from tracked)
+          where load_ts < @start_tstz and {hk} = any(array(select {hk} from tracked))
           order by {hk}, load_ts desc
         ),
         sequenced as (
@@ -438,7 +439,7 @@ def pit(  # type: ignore[no-untyped-def]
     )
     rows = "\nunion all\n".join(
         f"select {hk}, load_ts, effective_from from {_sql(t)} "
-        f"where load_ts <= @end_tstz and {hk} in (select {hk} from moments)"
+        f"where load_ts <= @end_tstz and {hk} = any(array(select {hk} from moments))"
         for t in tables
     )
 
