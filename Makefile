@@ -10,12 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# scripts/install is the one install command: the Dockerfile runs it too (the image gets what
+# `make` installs).
+$(VENV)/.installed: pyproject.toml scripts/install | $(BIN)/python
+	scripts/install $(BIN)/python
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml scripts/install $(VENV)/.installed
+	scripts/install $(BIN)/python dev
 	touch $@
 
 run: $(VENV)/.installed  ## set up and run the main job on the embedded warehouse
