@@ -20,6 +20,7 @@ from psycopg import sql
 
 from flows import load
 from flows.extract.feed_tables import ensure_feed_tables
+from flows.extract.streaming import pipe_copy
 from flows.load import Column
 from flows.quality.quarantine import ensure_quarantine_table
 from flows.simulate.generator import gb_iban
@@ -253,3 +254,73 @@ def rebuild_everything() -> None:
             if not model.kind.is_view and model.name.split(".")[-2] in ("silver", "vault", "gold")
         ]
         transformation.rebuild(models)
+
+
+def copy_raw_history(source_url: str, target_url: str) -> dict[str, int]:
+    """Give an empty database what the transformation reads of a warehouse, and nothing it built:
+    every raw and quarantine table, row for row, `ops.batches` (each batch with its publication
+    time, which decides the interval its rows belong to) and the transform clock (so that the
+    copy runs at the source's execution time). Streamed between the two connections with COPY.
+    Returns the rows copied per table.
+
+    The tables are created as the loads create them (load.ensure_raw_table, the quarantine's
+    DDL), with their indexes; the identity sequences continue after the copied ids, so the copy
+    is a warehouse that could go on loading.
+    """
+    from flows.quality.quarantine import ensure_quarantine_table
+
+    copied: dict[str, int] = {}
+    with (
+        psycopg.connect(source_url) as source,
+        psycopg.connect(target_url) as target,
+        target.transaction(),
+    ):
+        load.apply_ops_schema(target)
+        tables = source.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('raw', 'quarantine') and table_type = 'BASE TABLE' "
+            "order by 1, 2"
+        ).fetchall()
+        for schema, table in tables:
+            if schema == "raw":
+                columns = load.table_columns(source, schema, table)
+                load.ensure_raw_table(
+                    target, table, [c for c in columns if c.name not in load.METADATA_COLUMNS]
+                )
+            else:
+                ensure_quarantine_table(target, table)
+        for schema, table in [("ops", "batches"), *tables]:
+            # Named columns: a raw table that gained a column (schema drift) may list its
+            # columns in another order than the one created here.
+            listed = sql.SQL(", ").join(
+                sql.Identifier(c.name) for c in load.table_columns(source, schema, table)
+            )
+            name = sql.Identifier(schema, table)
+            copied[f"{schema}.{table}"] = pipe_copy(
+                source,
+                target,
+                sql.SQL("copy {} ({}) to stdout").format(name, listed),
+                sql.SQL("copy {} ({}) from stdin").format(name, listed),
+            )
+        for table, column in [("ops.batches", "batch_id")] + [
+            (f"quarantine.{t}", "quarantine_id") for s, t in tables if s == "quarantine"
+        ]:
+            target.execute(
+                sql.SQL(
+                    "select setval(pg_get_serial_sequence(%s, %s), max({}), true) from {} "
+                    "having max({}) is not null"
+                ).format(
+                    sql.Identifier(column),
+                    sql.Identifier(*table.split(".")),
+                    sql.Identifier(column),
+                ),
+                (table, column),
+            )
+        clock = source.execute(
+            "select execution_time, published_to from ops.transform_clock"
+        ).fetchone()
+        target.execute(
+            "insert into ops.transform_clock (execution_time, published_to) values (%s, %s)",
+            clock,
+        )
+    return copied
