@@ -60,6 +60,27 @@ RAW_KEPT = (
 )
 
 
+# The proof that a raw version was absorbed, for customers (the other satellites' sources follow
+# the same shape): its silver row (one per raw version: customer_id, batch_id, load_ts) was valid
+# and not a delete, and no satellite fed by customers stored it. A satellite row keeps the
+# version's batch_id and effective_from (its updated_at), so "stored" is an exact match on them.
+# Record tracking (sat_customer_deleted) stores presence changes only: a valid version after a
+# present one changes nothing there. docs/retention.md explains why these rows still stay.
+ABSORBED_CUSTOMER_VERSIONS = """
+    select s.customer_id, s.batch_id, s.load_ts, s.updated_at
+    from silver.customers as s
+    where s.is_valid and not s.is_deleted
+      and not exists (
+        select 1 from vault.sat_customer_details as d
+        where d.customer_hk = s.customer_hk and d.batch_id = s.batch_id
+          and d.effective_from = s.updated_at)
+      and not exists (
+        select 1 from vault.sat_customer_personal as p
+        where p.customer_hk = s.customer_hk and p.batch_id = s.batch_id
+          and p.effective_from = s.updated_at)
+"""
+
+
 @dataclass(frozen=True)
 class Rule:
     """Which rows of a table are old enough to go: a condition on the table aliased `t`, with

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.pipeline import run_flow
 from flows.quality.replay import replay
-from flows.retention import cleanup, quarantine_tables
+from flows.retention import ABSORBED_CUSTOMER_VERSIONS, cleanup, quarantine_tables
 from flows.simulate import simulate
 from tests.vault_helpers import rebuild_everything
 
@@ -154,6 +154,13 @@ def aged(bank_factory):
         assert replay(conn, "transactions").replayed > 0, rules
     push_into_the_past(wh)
     simulate(src, 1, scale=SCALE, seed=SEED, bad_rate=BAD_RATE)
+    # The source touches customer 1 (updated_at moves, nothing else): a repeat version the
+    # satellites drop, i.e. one the vault absorbs.
+    with psycopg.connect(src) as conn:
+        conn.execute(
+            "update customers set updated_at = (select max(updated_at) from customers) "
+            "+ interval '1 second' where customer_id = 1"
+        )
     run_flow()
     # An old alert whose notification is still being retried (its channel failing): it must
     # survive however old it is, or nobody would ever be told.
@@ -194,6 +201,11 @@ def aged(bank_factory):
         ),
         "waiting_alert": waiting,
     }
+    with psycopg.connect(wh) as conn:
+        before["absorbed"] = conn.execute(ABSORBED_CUSTOMER_VERSIONS).fetchall()
+        before["customer_versions"] = conn.execute(
+            "select count(*) from silver.customers where is_valid and not is_deleted"
+        ).fetchone()[0]
     summary = cleanup(DAYS)
     return bank, before, summary, ledgers
 
@@ -251,6 +263,29 @@ def test_ledgers_and_raw_are_untouched(aged):
     bank, before, _, ledgers = aged
     assert any(name.startswith("raw.") for name in ledgers)
     assert digests(bank.warehouse_url, ledgers) == before["ledgers"]
+
+
+def test_absorbed_versions_are_found_and_kept_in_raw(aged):
+    """The query that proves a version absorbed finds versions no satellite stored, and not all
+    versions (so it tells them apart); cleanup keeps every one of them in raw (see
+    docs/retention.md for why)."""
+    bank, before, summary, _ = aged
+    absorbed = before["absorbed"]
+    assert 1 in {customer_id for customer_id, *_ in absorbed}  # the touched customer
+    assert len(absorbed) < before["customer_versions"]
+    with psycopg.connect(bank.warehouse_url) as conn:
+        for customer_id, batch_id, _, updated_at in absorbed:
+            assert (
+                conn.execute(
+                    "select count(*) from raw.customers "
+                    "where customer_id::bigint = %s and _batch_id = %s "
+                    "and updated_at::timestamptz = %s",
+                    (customer_id, batch_id, updated_at),
+                ).fetchone()[0]
+                == 1
+            )
+    assert not any(name.startswith("raw.") for name in summary.removed)
+    assert any("raw: nothing removed" in note for note in summary.notes)
 
 
 def test_a_second_cleanup_removes_nothing(aged):
