@@ -1,4 +1,4 @@
-"""Weekly maintenance: what exists today, kept small on purpose.
+"""Weekly maintenance: SQLMesh's janitor and VACUUM (ANALYZE) of raw.
 
 Two jobs, each safe to run at any time and any number of times:
 
