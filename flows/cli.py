@@ -713,6 +713,54 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(code=main(args[1:] if args[:1] == ["extraction"] else args))
 
 
+def cleanup_table(summary) -> Table:  # type: ignore[no-untyped-def]
+    """Rows removed per table (zeros too: a table looked at and found clean is information)."""
+    table = Table(
+        title=f"cleanup: older than {summary.days} days (before {summary.cutoff:%Y-%m-%d %H:%M %Z})"
+    )
+    table.add_column("table")
+    table.add_column("rows removed", justify="right")
+    table.add_column("vacuumed")
+    for name, count in summary.removed.items():
+        table.add_row(escape(name), f"{count:,}", "yes" if name in summary.vacuumed else "")
+    table.add_row("[bold]total[/]", f"[bold]{summary.total:,}[/]", "")
+    return table
+
+
+@app.command()
+def cleanup(
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Remove what is older than this many days (RETENTION_DAYS)."),
+    ] = None,
+    janitor: Annotated[
+        bool, typer.Option(help="Run SQLMesh's janitor afterwards (under the SQLMesh lock).")
+    ] = True,
+    vacuum: Annotated[
+        bool, typer.Option(help="VACUUM (ANALYZE) the tables rows were removed from.")
+    ] = True,
+) -> None:
+    """Remove resolved quarantine rows and ops logs older than N days; never pending quarantine
+    rows, the ledgers (batches, files, watermarks...) or raw. Safe to repeat."""
+    from flows.preflight import check_warehouse
+    from flows.retention import cleanup as run_cleanup
+
+    _show_targets()
+    try:
+        check_warehouse()
+        summary = run_cleanup(
+            days, janitor=janitor, vacuum=vacuum, on_wait=lambda m: err_console.print(m)
+        )
+    except ValueError as err:
+        raise _fail(str(err)) from err
+    except Exception as err:
+        raise _failed(err) from err
+    console.print(cleanup_table(summary))
+    console.print(f"sqlmesh janitor: {escape(summary.janitor)}")
+    for note in summary.notes:
+        console.print(f"[dim]{escape(note)}[/]")
+
+
 @app.command()
 def docs() -> None:
     """Build GX Data Docs (HTML) from every contract and the kept validations of feed files.

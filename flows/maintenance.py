@@ -1,4 +1,4 @@
-"""Weekly maintenance: what exists today, kept small on purpose.
+"""Weekly maintenance: SQLMesh's janitor and VACUUM (ANALYZE) of raw.
 
 Two jobs, each safe to run at any time and any number of times:
 
@@ -11,8 +11,9 @@ Two jobs, each safe to run at any time and any number of times:
   silver's reads by batch. Autovacuum does both eventually; a weekly pass at a quiet hour makes
   it certain.
 
-Retention (`bankdw cleanup --days N`: old quarantine rows, ops logs, raw versions the vault has
-absorbed) is not built yet (issue 12, point 6); this is where it belongs when it is.
+Before both, the maintenance flow runs retention (flows/retention.py, the same as `bankdw cleanup`):
+resolved quarantine rows and ops logs older than RETENTION_DAYS; the tables it removed rows from
+are vacuumed too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class MaintenanceSummary:
     """What a maintenance run did."""
 
     janitor: str = "not asked"  # "ran", "not asked", or why it did not run
-    vacuumed: list[str] = field(default_factory=list)  # raw tables vacuumed and analysed
+    vacuumed: list[str] = field(default_factory=list)  # tables vacuumed and analysed
+    removed: dict[str, int] = field(default_factory=dict)  # rows removed by retention, per table
 
 
 def sqlmesh_has_state(settings: Settings | None = None) -> bool:

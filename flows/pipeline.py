@@ -350,16 +350,66 @@ def vacuum_raw() -> list[str]:
     return vacuum_analyze_raw()
 
 
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="remove rows older than {days} days",
+)
+def remove_old_rows(days: int) -> dict[str, int]:
+    # Idempotent: a retry removes what the failed attempt had not reached yet.
+    from flows.retention import RAW_KEPT
+    from flows.retention import remove_old_rows as remove
+
+    summary = remove(days)
+    get_run_logger().info(RAW_KEPT)
+    return summary.removed
+
+
+@task(
+    retries=RETRIES,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=retry_unless_refused,
+    on_failure=[on_task_failure],
+    task_run_name="vacuum and analyze cleaned tables",
+)
+def vacuum_cleaned(tables: list[str]) -> list[str]:
+    from flows.retention import vacuum_tables
+
+    return vacuum_tables(tables)
+
+
 @flow(name="bankdw-maintenance", on_failure=[_alert_on_flow_failure])
-def maintenance_flow(janitor: bool = True, vacuum: bool = True) -> MaintenanceSummary:
-    """Weekly maintenance, what exists today (flows/maintenance.py): SQLMesh's janitor under the
-    SQLMesh lock (`janitor`), then VACUUM (ANALYZE) of every raw table (`vacuum`)."""
+def maintenance_flow(
+    janitor: bool = True,
+    vacuum: bool = True,
+    cleanup: bool = True,
+    retention_days: int | None = None,
+) -> MaintenanceSummary:
+    """Weekly maintenance (flows/maintenance.py, flows/retention.py): resolved quarantine rows
+    and ops logs older than `retention_days` (RETENTION_DAYS when unset) removed (`cleanup`),
+    SQLMesh's janitor under the SQLMesh lock (`janitor`), then VACUUM (ANALYZE) of every raw
+    table and of the tables the cleanup removed rows from (`vacuum`)."""
     logger = get_run_logger()
     summary = MaintenanceSummary()
+    if cleanup:
+        days = get_settings().retention_days if retention_days is None else retention_days
+        summary.removed = remove_old_rows(days)
+        logger.info(
+            "removed %s rows older than %s days: %s",
+            sum(summary.removed.values()),
+            days,
+            {name: count for name, count in summary.removed.items() if count},
+        )
     if janitor:
         summary.janitor = sqlmesh_janitor()
         logger.info("sqlmesh janitor: %s", summary.janitor)
     if vacuum:
         summary.vacuumed = vacuum_raw()
         logger.info("vacuumed and analysed %s raw tables", len(summary.vacuumed))
+        cleaned = [name for name, count in summary.removed.items() if count]
+        if cleaned:
+            summary.vacuumed += vacuum_cleaned(cleaned)
+            logger.info("vacuumed and analysed the %s tables cleaned", len(cleaned))
     return summary

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     # Runs `bankdw status` lists by default.
     status_runs_shown: int = Field(default=10, ge=1)
 
+    # Retention (flows/retention.py, `bankdw cleanup`, the weekly maintenance flow): resolved
+    # quarantine rows and ops logs older than this many days are removed; raw is kept whole.
+    retention_days: int = Field(default=90, ge=1)
+    # Rows per delete statement: each commits on its own, so cleanup never holds long locks.
+    retention_batch_rows: int = Field(default=5000, ge=1)
+
     @field_validator("warehouse_url", "source_url")
     @classmethod
     def _a_libpq_url(cls, value: SecretStr | None) -> SecretStr | None:
