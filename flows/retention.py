@@ -50,6 +50,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from flows.quality.replay import quarantine_entities
 from flows.settings import Settings, get_settings
 from flows.warehouse import connect_warehouse
 
@@ -173,14 +174,6 @@ def delete_in_batches(
             return removed
 
 
-def quarantine_tables(conn: psycopg.Connection) -> list[str]:
-    rows = conn.execute(
-        "select c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace "
-        "where n.nspname = 'quarantine' and c.relkind in ('r', 'p') order by c.relname"
-    ).fetchall()
-    return [name for (name,) in rows]
-
-
 def existing(conn: psycopg.Connection, table: tuple[str, str]) -> bool:
     name = sql.Identifier(*table).as_string(conn)
     return conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
@@ -201,7 +194,7 @@ def remove_old_rows(
         now = conn.execute("select clock_timestamp()").fetchone()[0]
         summary.cutoff = now - timedelta(days=days)
         params: dict[str, object] = {"cutoff": summary.cutoff}
-        for entity in quarantine_tables(conn):
+        for entity in quarantine_entities(conn):
             table = ("quarantine", entity)
             summary.removed[f"quarantine.{entity}"] = delete_in_batches(
                 conn, table, QUARANTINE_CONDITION, params, batch_rows

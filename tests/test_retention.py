@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline import run_flow
-from flows.quality.replay import replay
-from flows.retention import ABSORBED_CUSTOMER_VERSIONS, cleanup, quarantine_tables
+from flows.quality.replay import quarantine_entities, replay
+from flows.retention import ABSORBED_CUSTOMER_VERSIONS, cleanup
 from flows.simulate import simulate
 from tests.vault_helpers import rebuild_everything
 
@@ -78,7 +78,7 @@ def tables_of(url: str, *schemas: str) -> list[str]:
 def push_into_the_past(url: str) -> None:
     """Every stamp cleanup judges age by moves AGE back (see the module's docstring)."""
     with psycopg.connect(url) as conn:
-        for entity in quarantine_tables(conn):
+        for entity in quarantine_entities(conn):
             conn.execute(
                 sql.SQL(
                     "update {} set quarantined_at = quarantined_at - %(age)s, "
@@ -111,7 +111,7 @@ def resolved_quarantine(url: str) -> dict[str, int]:
                     sql.Identifier("quarantine", entity)
                 )
             ).fetchone()[0]
-            for entity in quarantine_tables(conn)
+            for entity in quarantine_entities(conn)
         }
 
 
@@ -119,7 +119,7 @@ def pending_quarantine(url: str) -> set[tuple[str, int]]:
     with psycopg.connect(url) as conn:
         return {
             (entity, quarantine_id)
-            for entity in quarantine_tables(conn)
+            for entity in quarantine_entities(conn)
             for (quarantine_id,) in conn.execute(
                 sql.SQL("select quarantine_id from {} where resolution is null").format(
                     sql.Identifier("quarantine", entity)
