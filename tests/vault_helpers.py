@@ -43,7 +43,8 @@ CORE_COLUMNS: dict[str, list[Column]] = {
         "transactions": "transaction_id:bigint account_id:bigint reference:text "
         "transaction_type:text direction:text amount:numeric(14,2) currency:character(3) "
         "status:text transaction_date:date booking_date:date counterparty:text description:text "
-        "created_at:timestamptz updated_at:timestamptz",
+        "created_at:timestamptz updated_at:timestamptz channel:text merchant_category:text "
+        "counterparty_account_id:bigint counterparty_transaction_id:bigint booked_at:timestamptz",
     }.items()
 }
 KEYS = {
@@ -96,6 +97,8 @@ def defaults(entity: str, row: dict[str, Any]) -> dict[str, Any]:
             "status": "booked",
             "transaction_date": "2026-01-02",
             "booking_date": "2026-01-02" if booked else None,
+            "channel": "branch",
+            "booked_at": "2026-01-02 09:00+00" if booked else None,
             "created_at": CREATED,
         }
     if entity == "products":

@@ -67,6 +67,13 @@ select
   v.currency, /* ISO 4217 currency */
   v.transaction_date, /* date the customer initiated it */
   v.booking_date, /* date it was booked */
+  v.booked_at, /* the instant it was booked (AML rules measure their windows on it) */
+  v.channel, /* branch, atm, online, mobile, card, or system (posted without the customer) */
+  v.channel <> 'system' as is_customer_initiated, /* made by the customer, not posted by the bank or another bank */
+  v.merchant_category, /* card payments: groceries, restaurants, travel, fuel, retail or health */
+  v.counterparty_account_id, /* internal transfers: the bank's account on the other side */
+  case when v.counterparty_account_id is not null then @hash_key(v.counterparty_account_id) end as counterparty_account_hk, /* its hash key (joins gold.dim_account) */
+  v.counterparty_transaction_id, /* internal transfers: the other leg's transaction id */
   cp.counterparty, /* the other party, when known */
   cp.description, /* free-text description */
   v.load_ts as loaded_at /* when the warehouse received the booked version */

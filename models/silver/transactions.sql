@@ -13,8 +13,9 @@ MODEL (
     transaction_id bigint, transaction_hk text, account_hk text, account_transaction_hk text,
     hashdiff text, account_id bigint, reference text, transaction_type text, direction text,
     amount numeric(14, 2), currency char(3), status text, transaction_date date, booking_date date,
-    counterparty text, description text, created_at timestamptz, updated_at timestamptz,
-    batch_id bigint, load_ts timestamptz, record_source text, is_deleted boolean,
+    counterparty text, description text, channel text, merchant_category text,
+    counterparty_account_id bigint, counterparty_transaction_id bigint, booked_at timestamptz,
+    created_at timestamptz, updated_at timestamptz, batch_id bigint, load_ts timestamptz, record_source text, is_deleted boolean,
     is_release boolean, is_valid boolean, dq_issues text[]
   ),
   audits (
@@ -37,6 +38,11 @@ with versions as (
     booking_date::date as booking_date,
     nullif(trim(counterparty), '') as counterparty,
     nullif(trim(description), '') as description,
+    lower(trim(channel)) as channel,
+    nullif(lower(trim(merchant_category)), '') as merchant_category,
+    counterparty_account_id::bigint as counterparty_account_id,
+    counterparty_transaction_id::bigint as counterparty_transaction_id,
+    booked_at::timestamptz as booked_at,
     created_at::timestamptz as created_at,
     updated_at::timestamptz as updated_at,
     @load_metadata() /* batch_id, load_ts, record_source, is_deleted */
@@ -64,9 +70,13 @@ judged as (
     @hash_key(v.account_id) as account_hk,
     @hash_key(v.account_id, v.transaction_id) as account_transaction_hk,
     @hash_diff(v.account_id, v.reference, v.transaction_type, v.direction, v.amount, v.currency,
-      v.status, v.transaction_date, v.booking_date, v.counterparty, v.description) as hashdiff,
+      v.status, v.transaction_date, v.booking_date, v.counterparty, v.description, v.channel,
+      v.merchant_category, v.counterparty_account_id, v.counterparty_transaction_id,
+      v.booked_at) as hashdiff,
     v.account_id, v.reference, v.transaction_type, v.direction, v.amount, v.currency, v.status,
-    v.transaction_date, v.booking_date, v.counterparty, v.description, v.created_at,
+    v.transaction_date, v.booking_date, v.counterparty, v.description, v.channel,
+    v.merchant_category, v.counterparty_account_id, v.counterparty_transaction_id, v.booked_at,
+    v.created_at,
     v.updated_at, v.batch_id, v.load_ts, v.record_source, v.is_deleted,
     false as is_release,
     array_remove(array[
@@ -104,8 +114,9 @@ latest_before_release as (
     select
       transaction_id, account_hk, account_transaction_hk, hashdiff, account_id, reference,
       transaction_type, direction, amount, currency, status, transaction_date, booking_date,
-      counterparty, description, created_at, updated_at, batch_id, load_ts, record_source,
-      is_deleted, is_release, dq_issues
+      counterparty, description, channel, merchant_category, counterparty_account_id,
+      counterparty_transaction_id, booked_at, created_at, updated_at, batch_id, load_ts,
+      record_source, is_deleted, is_release, dq_issues
     from silver.transactions
     where load_ts < @start_tstz and account_id in (select account_id from released_accounts)
     union all
@@ -119,7 +130,9 @@ releases as (
   select
     transaction_id, account_hk, account_transaction_hk, hashdiff, account_id, reference,
     transaction_type, direction, amount, currency, status, transaction_date, booking_date,
-    counterparty, description, created_at, updated_at, batch_id, released_at as load_ts,
+    counterparty, description, channel, merchant_category, counterparty_account_id,
+    counterparty_transaction_id, booked_at, created_at, updated_at, batch_id,
+    released_at as load_ts,
     record_source, is_deleted, true as is_release,
     array_remove(dq_issues, 'account_invalid') as dq_issues
   from latest_before_release
@@ -147,6 +160,11 @@ select
   booking_date,
   counterparty,
   description,
+  channel, /* branch, atm, online, mobile, card, or system (posted without the customer) */
+  merchant_category, /* card payments: the merchant's MCC group */
+  counterparty_account_id, /* internal transfers: the other leg's account */
+  counterparty_transaction_id, /* internal transfers: the other leg */
+  booked_at, /* the instant it was booked; null while pending */
   created_at,
   updated_at,
   batch_id,

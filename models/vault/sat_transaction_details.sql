@@ -1,5 +1,6 @@
 /* Descriptive history of transactions (typically pending, then booked). Who the other party is
-   lives in sat_transaction_counterparty: it names people. Insert-only: a row when a version
+   lives in sat_transaction_counterparty: it names people (the other leg's account and transaction of
+   an internal transfer are here: ids name no one). Insert-only: a row when a version
    differs from the one before it in source order (late versions kept, in order). Grain:
    transaction_hk, load_ts. */
 MODEL (
@@ -12,7 +13,8 @@ MODEL (
     transaction_hk text, load_ts timestamptz, hashdiff text, record_source text,
     effective_from timestamptz, batch_id bigint, account_id bigint, reference text,
     transaction_type text, direction text, amount numeric(14, 2), currency char(3), status text,
-    transaction_date date, booking_date date
+    transaction_date date, booking_date date, booked_at timestamptz, channel text,
+    merchant_category text, counterparty_account_id bigint, counterparty_transaction_id bigint
   ),
   audits (
     not_null(columns := (transaction_hk, load_ts, hashdiff, effective_from, batch_id)),
@@ -27,7 +29,11 @@ select * from @sat(
   hash_key := transaction_hk,
   business_key := transaction_id,
   source := silver.transactions,
-  payload := (account_id, reference, transaction_type, direction, amount, currency, status, transaction_date, booking_date)
+  payload := (
+    account_id, reference, transaction_type, direction, amount, currency, status, transaction_date,
+    booking_date, booked_at, channel, merchant_category, counterparty_account_id,
+    counterparty_transaction_id
+  )
 ) as sat;
 
 @create_index(transaction_hk, load_ts);
