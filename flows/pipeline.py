@@ -9,18 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.cache_policies import NO_CACHE
 
-from flows.alerts import check_and_send, on_task_failure, send_pending
+from flows.alerts import check_and_send, send_pending
 from flows.extract.deletes import DeleteMode
 from flows.extract.postgres import BatchResult, extract_table
 from flows.load import record_failed_batch
 from flows.maintenance import MaintenanceSummary
-from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.runs import RunRecord, recorded_run, refresh_alerts
 from flows.settings import get_settings
 from flows.summary import RunSummary, count_invalid_rows, count_layer_rows, count_warnings
+from flows.tasks import pipeline_task
 from flows.transform import PlanSummary, Transformation
 from flows.warehouse import connect_source, connect_warehouse, require_source, source_url
 
@@ -35,27 +35,15 @@ def source_is_empty() -> bool:
 
 
 # Every task that does a step of the pipeline alerts when it failed for good (after its retries):
-# flows/alerts.py. Prefect calls an `on_failure` hook once, on the final failure.
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="simulate {days} days",
-)
+# flows/tasks.py. Prefect calls an `on_failure` hook once, on the final failure.
+@pipeline_task("simulate {days} days")
 def simulate_demo_source(days: int, scale: int | None = None) -> dict[str, int]:
     from flows.simulate.demo import advance
 
     return dict(advance(source_url(), days, scale=scale).rows())
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="extract {entity}",
-)
+@pipeline_task("extract {entity}")
 def extract_source_table(entity: str, deletes: DeleteMode = "auto") -> BatchResult:
     """One source table into raw, as one batch. Retries: a dropped connection rolls back whole."""
     from prefect.runtime import flow_run
@@ -77,31 +65,19 @@ def extract_source_table(entity: str, deletes: DeleteMode = "auto") -> BatchResu
 
 
 # The SQLMesh steps share one Transformation (its lock, Context and execution time): no cache.
-@task(
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_unless_refused,
-    cache_policy=NO_CACHE,
-    on_failure=[on_task_failure],
-    task_run_name="sqlmesh plan {environment}",
+@pipeline_task(
+    "sqlmesh plan {environment}", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE
 )
 def sqlmesh_plan(transformation: Transformation, environment: str) -> list[str]:
     return transformation.plan(environment)
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    cache_policy=NO_CACHE,
-    on_failure=[on_task_failure],
-    task_run_name="sqlmesh run {environment}",
-)
+@pipeline_task("sqlmesh run {environment}", cache_policy=NO_CACHE)
 def sqlmesh_run(transformation: Transformation, environment: str) -> bool:
     return transformation.run(environment)
 
 
-@task(cache_policy=NO_CACHE, on_failure=[on_task_failure], task_run_name="promote {source}")
+@pipeline_task("promote {source}", retries=0, cache_policy=NO_CACHE)
 def sqlmesh_promote(transformation: Transformation, source: str) -> PlanSummary:
     # Not retried: a refusal (files not what staging was planned with) needs a person.
     return transformation.promote(source)
@@ -324,39 +300,21 @@ def _run(record: RunRecord, days: int | None, scale: int | None, deletes: Delete
 
 
 # Maintenance steps: each is idempotent, so a retry after a dropped connection is safe.
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="sqlmesh janitor",
-)
+@pipeline_task("sqlmesh janitor")
 def sqlmesh_janitor() -> str:
     from flows.maintenance import run_janitor
 
     return run_janitor(on_wait=get_run_logger().warning)
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="vacuum and analyze raw",
-)
+@pipeline_task("vacuum and analyze raw")
 def vacuum_raw() -> list[str]:
     from flows.maintenance import vacuum_analyze_raw
 
     return vacuum_analyze_raw()
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="remove rows older than {days} days",
-)
+@pipeline_task("remove rows older than {days} days")
 def remove_old_rows(days: int) -> dict[str, int]:
     # Idempotent: a retry removes what the failed attempt had not reached yet.
     from flows.retention import RAW_KEPT
@@ -367,13 +325,7 @@ def remove_old_rows(days: int) -> dict[str, int]:
     return summary.removed
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    on_failure=[on_task_failure],
-    task_run_name="vacuum and analyze cleaned tables",
-)
+@pipeline_task("vacuum and analyze cleaned tables")
 def vacuum_cleaned(tables: list[str]) -> list[str]:
     from flows.retention import vacuum_tables
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prefect import allow_failure, flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 
-from flows.alerts import on_task_failure
 from flows.extract import ledger
 from flows.extract.discovery import Discovery, discover_landing, discover_s3
 from flows.extract.feed_file import FeedFile, FileSource, IgnoredFile, RepeatedFile
 from flows.extract.files import FeedBatchResult, load_feed_file
 from flows.extract.landing import SetAsideError
 from flows.load import record_failed_batch
-from flows.retries import BACKOFF, RETRIES, retry_unless_refused
 from flows.settings import get_settings
+from flows.tasks import pipeline_task
 from flows.warehouse import connect_warehouse
 
 if TYPE_CHECKING:  # boto3 and prefect-aws cost a second to import: only S3 needs them
@@ -74,27 +73,13 @@ def load_one_file(file: FeedFile) -> FileOutcome:
     return outcome
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    # Whether a file is new is ops.files' call, never a cached task result's.
-    cache_policy=NO_CACHE,
-    task_run_name="load {file.name}",
-    on_failure=[on_task_failure],
-)
+# Whether a file is new is ops.files' call, never a cached task result's.
+@pipeline_task("load {file.name}", cache_policy=NO_CACHE)
 def load_landing_file(file: FeedFile) -> FileOutcome:
     return load_one_file(file)
 
 
-@task(
-    retries=RETRIES,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=retry_unless_refused,
-    cache_policy=NO_CACHE,
-    task_run_name="load s3 {file.name}",
-    on_failure=[on_task_failure],
-)
+@pipeline_task("load s3 {file.name}", cache_policy=NO_CACHE)
 def load_s3_object(bucket: Any, file: FeedFile) -> FileOutcome:  # bucket: prefect_aws.S3Bucket
     from flows.extract.s3 import downloaded
 
