@@ -761,12 +761,40 @@ def cleanup(
         console.print(f"[dim]{escape(note)}[/]")
 
 
-@app.command()
-def docs() -> None:
-    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files.
+class DocsChoice(enum.StrEnum):
+    """What `bankdw docs` builds."""
 
-    Not part of a run: rendering every kept validation costs more as they accumulate.
+    gx = "gx"
+    gold = "gold"
+
+
+@app.command()
+def docs(
+    what: Annotated[
+        DocsChoice,
+        typer.Argument(
+            help="gx: GX Data Docs (HTML) of the contracts and feed validations; gold: the data "
+            "dictionary docs/gold.md from the gold models' descriptions."
+        ),
+    ] = DocsChoice.gx,
+) -> None:
+    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files, or
+    (`bankdw docs gold`) gold's data dictionary, docs/gold.md.
+
+    Not part of a run: rendering every kept validation costs more as they accumulate. The data
+    dictionary needs no database: it is read from the models.
     """
+    if what is DocsChoice.gold:
+        from flows.dictionary import write
+
+        path, missing = write(get_settings().project_root)
+        console.print(f"data dictionary: {path}")
+        if missing:
+            raise _fail(
+                f"no description for {', '.join(missing)}",
+                "comment the model (/* ... */ before MODEL) and each column (/* ... */ after it)",
+            )
+        return
     from flows.pipeline import build_data_docs
 
     path = build_data_docs()
