@@ -761,6 +761,66 @@ def cleanup(
         console.print(f"[dim]{escape(note)}[/]")
 
 
+@app.command()
+def init(
+    pipeline_password: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline-password",
+            help="Prompt for a password and let bankdw_pipeline log in with it.",
+        ),
+    ] = False,
+) -> None:
+    """On a server, once, as an administrator (WAREHOUSE_URL naming a role that may create
+    roles): create the roles `analyst` (reads prod's gold) and `bankdw_pipeline` (writes the
+    warehouse) from sql/roles, and let them into the warehouse database. Safe to repeat."""
+    import psycopg
+
+    from flows.roles import ANALYST, PIPELINE, CannotCreateRoles, NotDatabaseOwner, init_roles
+    from flows.warehouse import connect_warehouse
+
+    password = None
+    if pipeline_password:
+        password = typer.prompt(
+            f"password for {PIPELINE}", hide_input=True, confirmation_prompt=True
+        )
+    _show_targets()
+    try:
+        with connect_warehouse(autocommit=True) as conn:
+            result = init_roles(conn, password)
+    except CannotCreateRoles as err:
+        raise _fail(
+            f"role {err} may not create roles: run `bankdw init` with WAREHOUSE_URL naming a "
+            "superuser or a role with CREATEROLE that owns the warehouse database"
+        ) from err
+    except NotDatabaseOwner as err:
+        raise _fail(
+            f"role {err} does not own the warehouse database: run `bankdw init` as the "
+            "warehouse database's owner or a superuser"
+        ) from err
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise _fail(
+            f"{str(err).strip()}: run `bankdw init` as the warehouse database's owner or a "
+            "superuser"
+        ) from err
+    except Exception as err:
+        raise _failed(err) from err
+    for role in (ANALYST, PIPELINE):
+        state = "created" if role in result.created else "exists"
+        console.print(f"role {role}: {state}")
+    console.print(
+        f"database {escape(result.database)}: {ANALYST} may connect (and read prod's gold once "
+        f"the pipeline has built it); {PIPELINE} may connect and create schemas"
+    )
+    if result.password_set:
+        console.print(f"{PIPELINE} may log in with the password given")
+    elif not result.pipeline_can_login:
+        console.print(
+            f"[yellow]next:[/] {PIPELINE} has no login yet: `bankdw init --pipeline-password`, "
+            f"then point WAREHOUSE_URL at {PIPELINE}"
+        )
+
+
 class DocsChoice(enum.StrEnum):
     """What `bankdw docs` builds."""
 
