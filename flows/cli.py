@@ -762,11 +762,99 @@ def cleanup(
 
 
 @app.command()
-def docs() -> None:
-    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files.
+def init(
+    pipeline_password: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline-password",
+            help="Prompt for a password and let bankdw_pipeline log in with it.",
+        ),
+    ] = False,
+) -> None:
+    """On a server, once, as an administrator (WAREHOUSE_URL naming a role that may create
+    roles): create the roles `analyst` (reads prod's gold) and `bankdw_pipeline` (writes the
+    warehouse) from sql/roles, and let them into the warehouse database. Safe to repeat."""
+    import psycopg
 
-    Not part of a run: rendering every kept validation costs more as they accumulate.
+    from flows.roles import ANALYST, PIPELINE, CannotCreateRoles, NotDatabaseOwner, init_roles
+    from flows.warehouse import connect_warehouse
+
+    password = None
+    if pipeline_password:
+        password = typer.prompt(
+            f"password for {PIPELINE}", hide_input=True, confirmation_prompt=True
+        )
+    _show_targets()
+    try:
+        with connect_warehouse(autocommit=True) as conn:
+            result = init_roles(conn, password)
+    except CannotCreateRoles as err:
+        raise _fail(
+            f"role {err} may not create roles: run `bankdw init` with WAREHOUSE_URL naming a "
+            "superuser or a role with CREATEROLE that owns the warehouse database"
+        ) from err
+    except NotDatabaseOwner as err:
+        raise _fail(
+            f"role {err} does not own the warehouse database: run `bankdw init` as the "
+            "warehouse database's owner or a superuser"
+        ) from err
+    except psycopg.errors.InsufficientPrivilege as err:
+        raise _fail(
+            f"{str(err).strip()}: run `bankdw init` as the warehouse database's owner or a "
+            "superuser"
+        ) from err
+    except Exception as err:
+        raise _failed(err) from err
+    for role in (ANALYST, PIPELINE):
+        state = "created" if role in result.created else "exists"
+        console.print(f"role {role}: {state}")
+    console.print(
+        f"database {escape(result.database)}: {ANALYST} may connect (and read prod's gold once "
+        f"the pipeline has built it); {PIPELINE} may connect and create schemas"
+    )
+    if result.password_set:
+        console.print(f"{PIPELINE} may log in with the password given")
+    elif not result.pipeline_can_login:
+        console.print(
+            f"[yellow]next:[/] {PIPELINE} has no login yet: `bankdw init --pipeline-password`, "
+            f"then point WAREHOUSE_URL at {PIPELINE}"
+        )
+
+
+class DocsChoice(enum.StrEnum):
+    """What `bankdw docs` builds."""
+
+    gx = "gx"
+    gold = "gold"
+
+
+@app.command()
+def docs(
+    what: Annotated[
+        DocsChoice,
+        typer.Argument(
+            help="gx: GX Data Docs (HTML) of the contracts and feed validations; gold: the data "
+            "dictionary docs/gold.md from the gold models' descriptions."
+        ),
+    ] = DocsChoice.gx,
+) -> None:
+    """Build GX Data Docs (HTML) from every contract and the kept validations of feed files, or
+    (`bankdw docs gold`) gold's data dictionary, docs/gold.md.
+
+    Not part of a run: rendering every kept validation costs more as they accumulate. The data
+    dictionary needs no database: it is read from the models.
     """
+    if what is DocsChoice.gold:
+        from flows.dictionary import write
+
+        path, missing = write(get_settings().project_root)
+        console.print(f"data dictionary: {path}")
+        if missing:
+            raise _fail(
+                f"no description for {', '.join(missing)}",
+                "comment the model (/* ... */ before MODEL) and each column (/* ... */ after it)",
+            )
+        return
     from flows.pipeline import build_data_docs
 
     path = build_data_docs()

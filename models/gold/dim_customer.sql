@@ -2,7 +2,15 @@
    when the bank recorded it (the first version: from the customer's creation) until the next
    version. Built on the vault's point-in-time table: each instant at which a customer's
    satellites changed, with the rows then in effect. FULL: it grows with customers' changes, not
-   with transactions. Grain: customer_hk, valid_from. */
+   with transactions. Grain: customer_hk, valid_from.
+
+   Personal data is masked (macros/masking.py): the e-mail's local part, the phone to its last 4
+   digits, the date of birth to an age band, the postcode to its district; names and address
+   lines are left out. Full personal data stays in vault.sat_customer_personal, which analysts
+   cannot read. A version still starts wherever the vault's satellites changed, so two versions
+   may show the same values (a change in a name or address line). The age band is on the date
+   (bank zone) of the run that built the table: the table is rebuilt every run, so it is today's,
+   and a second warehouse built at the same execution time gets the same bands. */
 MODEL (
   name gold.dim_customer,
   kind FULL,
@@ -79,17 +87,14 @@ select
   md5(customer_hk || '|' || extract(epoch from valid_from)::text) as customer_version_key, /* surrogate key of this version (zone-independent) */
   customer_hk, /* Data Vault hash key of the customer */
   customer_id, /* core-banking customer number */
-  first_name, /* given name */
-  last_name, /* family name */
-  email, /* e-mail address, lower-case */
-  phone, /* telephone number as given */
-  date_of_birth, /* date of birth */
-  address_line1, /* first address line */
+  @mask_email(email) as email_masked, /* e-mail with its local part masked: first character, ***, @domain */
+  @phone_last4(phone) as phone_last4, /* last 4 digits of the telephone number; null when none or too short */
+  @age_band(date_of_birth, (@execution_tstz::timestamptz at time zone @VAR('bank_timezone'))::date) as age_band, /* <18, 18-24, 25-34, 35-44, 45-54, 55-64 or 65+ on the date of the run that built this table */
   city, /* town or city */
-  postcode, /* UK postcode, upper-case */
+  @postcode_district(postcode) as postcode_district, /* outward code of the UK postcode (LS1 of LS1 4AP) */
   country, /* ISO 3166-1 alpha-2 country code */
   valid_from, /* when the source recorded this version; the first from the customer's creation */
-  next_effective_from as valid_to, /* when the next version replaced it; null while current */
+  next_effective_from::timestamptz as valid_to, /* when the next version replaced it; null while current */
   next_effective_from is null as is_current, /* true for the customer's current version */
   load_ts as loaded_at /* when the warehouse learned this version */
 from versions_with_validity
