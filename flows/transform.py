@@ -218,7 +218,9 @@ def project_fingerprint(settings: Settings) -> str:
 
     root = settings.project_root
     # SQLMesh's version too: a new one may want a plan (a migration) where the files did not change.
-    digest = hashlib.sha256(f"{settings.bank_timezone}|{settings.dormant_after_months}|{version('sqlmesh')}".encode())
+    digest = hashlib.sha256(
+        f"{settings.bank_timezone}|{settings.dormant_after_months}|{version('sqlmesh')}".encode()
+    )
     files = [root / "config.yaml"]
     for folder in ("models", "macros", "audits"):
         files += sorted(

@@ -37,11 +37,12 @@ run_day as (
 ),
 holdings as (
   /* accounts each customer holds today */
-  select distinct l.customer_hk, l.account_hk, min(p.start_date) over (partition by l.customer_hk) as first_held
+  select l.customer_hk, l.account_hk, min(p.start_date) as first_held
   from periods as p
   join vault.link_customer_account as l on l.customer_account_hk = p.customer_account_hk
   cross join run_day as r
   where p.start_date <= r.today and (p.end_date is null or r.today < p.end_date)
+  group by l.customer_hk, l.account_hk
 ),
 held_accounts as (
   select
@@ -73,8 +74,8 @@ per_customer as (
 select
   c.customer_hk, /* the customer (hash key, joins gold.dim_customer) */
   c.customer_id, /* core-banking customer id */
-  pc.first_held as customer_since, /* start of its earliest holding still held; null when it holds none */
-  (r.today - pc.first_held) as tenure_days, /* days from customer_since to the run's day */
+  pc.first_held::date as customer_since, /* start of its earliest holding still held; null when it holds none */
+  (r.today - pc.first_held::date)::integer as tenure_days, /* days from customer_since to the run's day */
   coalesce(pc.accounts_held, 0) as accounts_held, /* accounts held today, not closed */
   coalesce(pc.products_held, 0) as products_held, /* distinct products among them */
   coalesce(pc.balance_gbp, 0)::numeric(16, 2) as balance_gbp, /* sum of balances of GBP accounts */
@@ -89,7 +90,7 @@ select
   end as value_tier, /* high >= 50,000 GBP; medium >= 5,000; low >= 0; negative below 0 */
   case
     when pc.customer_hk is null then 'inactive'
-    when r.today - pc.first_held < 90 then 'new'
+    when r.today - pc.first_held::date < 90 then 'new'
     when pc.all_dormant then 'dormant'
     else 'active'
   end as lifecycle_stage /* inactive: no account held; new: first holding under 90 days old; dormant: every account held is dormant; active otherwise */

@@ -29,6 +29,8 @@ MODEL (
   kind INCREMENTAL_BY_UNIQUE_KEY (unique_key (account_hk, balance_date)),
   cron '@hourly',
   grain (account_hk, balance_date),
+  /* read by its reconciliation audit: the ledger as loaded and what silver holds back */
+  depends_on (silver.account_balances, silver.transactions),
   columns (
     account_hk text, account_id bigint, balance_date date, currency char(3),
     opening_balance numeric(16, 2), credits numeric(16, 2), debits numeric(16, 2),
