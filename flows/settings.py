@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     sqlmesh_lock_timeout_seconds: float = 600.0
     # The zone that decides which calendar day a timestamp falls on (booking dates, days in gold).
     bank_timezone: str = "UTC"
+    # gold.account_activity: an account is dormant after this many months without a
+    # customer-initiated transaction (channel other than 'system').
+    dormant_after_months: int = 12
 
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3

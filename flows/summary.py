@@ -27,6 +27,7 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "accounts",
         "account_standing",
         "account_holders",
+        "account_balances",
         "transactions",
         "interactions",
         "opportunities",
@@ -51,6 +52,7 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "sat_customer_details",
         "sat_customer_personal",
         "sat_account_details",
+        "sat_account_ledger",
         "sat_transaction_details",
         "sat_transaction_counterparty",
         "sat_product_details",
@@ -65,7 +67,14 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
         "pit_customer",
         "pit_account",
     ),
-    "gold": ("dim_customer", "dim_account", "fact_transactions"),
+    "gold": (
+        "dim_customer",
+        "dim_account",
+        "fact_transactions",
+        "fact_account_daily_balance",
+        "account_activity",
+        "customer_summary",
+    ),
 }
 
 # Silver tables with per-version validity: their invalid current versions are reported.

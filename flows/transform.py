@@ -80,6 +80,7 @@ def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
     params = warehouse_params(settings)
     env = {
         "BANKDW_BANK_TIMEZONE": settings.bank_timezone,
+        "BANKDW_DORMANT_AFTER_MONTHS": str(settings.dormant_after_months),
         "BANKDW_PGHOST": params.host,
         "BANKDW_PGPORT": str(params.port),
         "BANKDW_PGUSER": params.user,
@@ -212,12 +213,14 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
 
 def project_fingerprint(settings: Settings) -> str:
     """A digest of what decides SQLMesh's work: the project's files, the settings the models read
-    (BANK_TIMEZONE) and SQLMesh's version."""
+    (BANK_TIMEZONE, DORMANT_AFTER_MONTHS) and SQLMesh's version."""
     from importlib.metadata import version
 
     root = settings.project_root
     # SQLMesh's version too: a new one may want a plan (a migration) where the files did not change.
-    digest = hashlib.sha256(f"{settings.bank_timezone}|{version('sqlmesh')}".encode())
+    digest = hashlib.sha256(
+        f"{settings.bank_timezone}|{settings.dormant_after_months}|{version('sqlmesh')}".encode()
+    )
     files = [root / "config.yaml"]
     for folder in ("models", "macros", "audits"):
         files += sorted(

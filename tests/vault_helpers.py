@@ -45,6 +45,9 @@ CORE_COLUMNS: dict[str, list[Column]] = {
         "status:text transaction_date:date booking_date:date counterparty:text description:text "
         "created_at:timestamptz updated_at:timestamptz channel:text merchant_category:text "
         "counterparty_account_id:bigint counterparty_transaction_id:bigint booked_at:timestamptz",
+        "account_balances": "account_id:bigint currency:character(3) opening_balance:numeric(14,2) "
+        "balance:numeric(14,2) booked_transactions:bigint created_at:timestamptz "
+        "updated_at:timestamptz",
     }.items()
 }
 KEYS = {
@@ -53,6 +56,7 @@ KEYS = {
     "accounts": ("account_id",),
     "account_holders": ("account_id", "customer_id", "valid_from"),
     "transactions": ("transaction_id",),
+    "account_balances": ("account_id",),
 }
 FEEDS = ("interactions", "opportunities", "orders")
 CREATED = "2026-01-01 09:00+00"

@@ -100,4 +100,8 @@ where v.status = 'booked'
 );
 @create_unique_index(transaction_hk);
 @create_index(loaded_at);
+/* gold.fact_account_daily_balance and the reconciliation audits read an account's facts by day
+   and by booking instant */
+@create_index(account_hk, booking_date);
+@create_index(account_hk, booked_at);
 @analyze_table();
