@@ -12,7 +12,9 @@
                     interactions);
      audit_pass_rate = SQLMesh audits passed / audits run that day (ops.audit_results) on the
                     models named for the entity (silver.<entity>, and vault and gold models whose
-                    name carries the entity, e.g. sat_customer_details for customers).
+                    name carries the entity, e.g. sat_customer_details for customers); bankdw
+                    records a run's audits after SQLMesh ran them, so they count from the next
+                    run of the day on.
    dq_score is the mean of the four data measures that are not null. The scorecard records
    operations (contract results, audits as they ran): a warehouse rebuilt from raw has the same
    data but not the same operations. Incremental by day (UTC): a run recomputes the day in

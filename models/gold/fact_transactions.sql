@@ -151,13 +151,16 @@ primary_holders_at_booking as (
   order by b.transaction_hk, ah.valid_from desc, ah.customer_id
 ),
 customer_versions_at_booking as (
-  select b.transaction_hk, c.customer_version_key
+  /* the holder's version in effect at booking; a holding can start (and its account book an
+     opening deposit) minutes before the customer record's creation time, from which
+     gold.dim_customer's first version holds: such a booking takes the first version */
+  select distinct on (b.transaction_hk) b.transaction_hk, c.customer_version_key
   from booked_facts as b
   join primary_holders_at_booking as ph on ph.transaction_hk = b.transaction_hk
   join gold.dim_customer as c
     on c.customer_hk = ph.customer_hk
-    and c.valid_from <= b.booked_instant
     and (c.valid_to is null or b.booked_instant < c.valid_to)
+  order by b.transaction_hk, c.valid_from <= b.booked_instant desc, c.valid_from desc
 ),
 product_versions_at_booking as (
   select b.transaction_hk, p.product_hk, p.product_version_key
