@@ -121,7 +121,12 @@ def test_promote_refuses_files_staging_was_not_planned_with(bank):
     bank, root = bank
     model = root / "models" / "gold" / "dim_account.sql"
     text = model.read_text()
-    model.write_text(text.replace("/* the primary holder */", "/* the primary holder (v3) */"))
+    model.write_text(
+        text.replace(
+            "/* the primary holder today (the same on every version) */",
+            "/* the primary holder (v3) */",
+        )
+    )
     try:
         refused = runner.invoke(app, ["promote"])
     finally:

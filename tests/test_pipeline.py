@@ -242,7 +242,7 @@ def test_every_transaction_finds_its_customer_as_of_its_day(clean_bank):
                         or c.valid_to > f.transaction_date::timestamp at time zone 'UTC'))),
                count(*)
         from gold.fact_transactions as f
-        join gold.dim_account as a on a.account_hk = f.account_hk
+        join gold.dim_account as a on a.account_hk = f.account_hk and a.is_current
         where a.primary_customer_id is not null
         """,
     )

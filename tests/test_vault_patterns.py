@@ -442,6 +442,8 @@ def test_rebuilding_the_vault_from_raw_changes_nothing(vault):
                 "select table_schema || '.' || table_name from information_schema.tables "
                 "where table_schema in ('vault', 'gold') order by 1"
             ).fetchall()
+            # gold.dq_scorecard records operations (the audits as they ran), and a rebuild runs
+            # audits: its audit counts grow by design (tests/test_incremental.py says the same).
             return {
                 t: conn.execute(
                     sql.SQL("select t::text from {} as t order by 1").format(
@@ -449,6 +451,7 @@ def test_rebuilding_the_vault_from_raw_changes_nothing(vault):
                     )
                 ).fetchall()
                 for (t,) in tables
+                if t != "gold.dq_scorecard"
             }
 
     before = everything()
