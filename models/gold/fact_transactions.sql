@@ -100,4 +100,5 @@ where v.status = 'booked'
 );
 @create_unique_index(transaction_hk);
 @create_index(loaded_at);
+@create_index(account_id, booked_at); /* gold.aml_alerts reads an account's recent facts */
 @analyze_table();
