@@ -34,7 +34,8 @@ RULE_OF_CASE = {
 }
 # False alerts (matching no planted case) allowed per rule over the 60 days at scale 1000.
 # Measured: none for any rule (the simulator keeps ordinary behaviour far below every
-# threshold); the bound leaves room for a rare coincidence of ordinary transactions.
+# threshold: no ordinary credit or debit reaches 5,000, nobody books 10 debits a day). The bound
+# leaves room for a rare coincidence of ordinary transactions; a broken rule alerts on many.
 FALSE_ALERT_BOUND = dict.fromkeys(RULE_OF_CASE.values(), 2)
 
 
