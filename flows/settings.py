@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -103,6 +104,38 @@ class Settings(BaseSettings):
     # gold.account_activity: an account is dormant after this many months without a
     # customer-initiated transaction (channel other than 'system').
     dormant_after_months: int = 12
+
+    # AML alerting (models/gold/aml_alerts.sql, README "AML alerts"): each rule's thresholds,
+    # exported to SQLMesh as model variables (flows/transform.py model_variables). Rules look at
+    # booked transactions in AML_CURRENCY only, windows measured on booked_at.
+    aml_currency: str = "GBP"
+    # structuring: this many cash deposits or more, each within the amount range, within the days.
+    aml_structuring_min_deposits: int = Field(default=3, ge=2)
+    aml_structuring_min_amount: Decimal = Decimal("9000")
+    aml_structuring_max_amount: Decimal = Decimal("9999.99")
+    aml_structuring_window_days: float = Field(default=7.0, gt=0)
+    # velocity: more than this many debits within the minutes (variant count), or more than this
+    # amount of debits within the hours (variant amount).
+    aml_velocity_max_debits: int = Field(default=10, ge=1)
+    aml_velocity_count_window_minutes: float = Field(default=60.0, gt=0)
+    aml_velocity_max_amount: Decimal = Decimal("50000")
+    aml_velocity_amount_window_hours: float = Field(default=24.0, gt=0)
+    # pass_through: a credit of at least this much, then debits of at least the share of it within
+    # the hours.
+    aml_pass_through_min_credit: Decimal = Decimal("5000")
+    aml_pass_through_share: Decimal = Field(default=Decimal("0.9"), gt=0, le=1)
+    aml_pass_through_window_hours: float = Field(default=48.0, gt=0)
+    # new_account_high_value: a single credit of at least this much within the days of opening.
+    aml_new_account_min_credit: Decimal = Decimal("10000")
+    aml_new_account_days: int = Field(default=30, ge=0)
+    # network (fan_in / fan_out) over internal transfers: this many distinct accounts or more
+    # within the hours; "most of it" is the share. fan_in: transfers in from them, then debits of
+    # at least the share of what came in within the hours after the last; fan_out: a credit of at
+    # least the minimum, then transfers out to them within the hours totalling the share of it.
+    aml_fan_min_accounts: int = Field(default=5, ge=2)
+    aml_fan_window_hours: float = Field(default=72.0, gt=0)
+    aml_fan_share: Decimal = Field(default=Decimal("0.8"), gt=0, le=1)
+    aml_fan_out_min_credit: Decimal = Decimal("5000")
 
     # Retries for tasks that touch the network or a database.
     task_retries: int = 3

@@ -73,14 +73,44 @@ def model_name(snapshot_name: str) -> str:
     return snapshot_name.replace('"', "").split(".", 1)[-1]
 
 
+# The settings the models read, as SQLMesh variables (config.yaml `variables`, each from the
+# environment variable BANKDW_<NAME>): the bank's zone and the AML rules' thresholds.
+MODEL_VARIABLES = (
+    "bank_timezone",
+    "dormant_after_months",
+    "aml_currency",
+    "aml_structuring_min_deposits",
+    "aml_structuring_min_amount",
+    "aml_structuring_max_amount",
+    "aml_structuring_window_days",
+    "aml_velocity_max_debits",
+    "aml_velocity_count_window_minutes",
+    "aml_velocity_max_amount",
+    "aml_velocity_amount_window_hours",
+    "aml_pass_through_min_credit",
+    "aml_pass_through_share",
+    "aml_pass_through_window_hours",
+    "aml_new_account_min_credit",
+    "aml_new_account_days",
+    "aml_fan_min_accounts",
+    "aml_fan_window_hours",
+    "aml_fan_share",
+    "aml_fan_out_min_credit",
+)
+
+
+def model_variables(settings: Settings) -> dict[str, str]:
+    """{BANKDW_<NAME>: value} for every setting the models read (MODEL_VARIABLES)."""
+    return {f"BANKDW_{name.upper()}": str(getattr(settings, name)) for name in MODEL_VARIABLES}
+
+
 def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
     """Put the warehouse connection (BANKDW_PG*) and the settings the models share
-    (BANKDW_BANK_TIMEZONE) where config.yaml reads them."""
+    (model_variables: BANKDW_BANK_TIMEZONE, BANKDW_DORMANT_AFTER_MONTHS, BANKDW_AML_*) where config.yaml reads them."""
     settings = settings or get_settings()
     params = warehouse_params(settings)
     env = {
-        "BANKDW_BANK_TIMEZONE": settings.bank_timezone,
-        "BANKDW_DORMANT_AFTER_MONTHS": str(settings.dormant_after_months),
+        **model_variables(settings),
         "BANKDW_PGHOST": params.host,
         "BANKDW_PGPORT": str(params.port),
         "BANKDW_PGUSER": params.user,
@@ -213,14 +243,14 @@ def open_context(settings: Settings | None = None, log: FailureLog | None = None
 
 def project_fingerprint(settings: Settings) -> str:
     """A digest of what decides SQLMesh's work: the project's files, the settings the models read
-    (BANK_TIMEZONE, DORMANT_AFTER_MONTHS) and SQLMesh's version."""
+    (model_variables: the bank's zone, dormancy, the AML thresholds) and SQLMesh's version."""
     from importlib.metadata import version
 
     root = settings.project_root
     # SQLMesh's version too: a new one may want a plan (a migration) where the files did not change.
-    digest = hashlib.sha256(
-        f"{settings.bank_timezone}|{settings.dormant_after_months}|{version('sqlmesh')}".encode()
-    )
+    digest = hashlib.sha256(version("sqlmesh").encode())
+    for name, value in sorted(model_variables(settings).items()):
+        digest.update(f"|{name}={value}".encode())
     files = [root / "config.yaml"]
     for folder in ("models", "macros", "audits"):
         files += sorted(

@@ -234,4 +234,6 @@ left join product_versions_at_booking as pv on pv.transaction_hk = v.transaction
 @create_index(product_hk, booked_at);
 /* marts that read a window of days (gold.customer_360: the last 90) */
 @create_index(booking_date);
+/* gold.aml_alerts reads an account's recent facts */
+@create_index(account_id, booked_at);
 @analyze_table();
