@@ -70,10 +70,17 @@ LAYER_TABLES: dict[str, tuple[str, ...]] = {
     "gold": (
         "dim_customer",
         "dim_account",
+        "dim_product",
+        "dim_date",
         "fact_transactions",
         "fact_account_daily_balance",
+        "fact_orders",
         "account_activity",
         "customer_summary",
+        "customer_360",
+        "order_metrics",
+        "aml_alerts",
+        "dq_scorecard",
     ),
 }
 

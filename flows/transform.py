@@ -106,7 +106,8 @@ def model_variables(settings: Settings) -> dict[str, str]:
 
 def export_connection_env(settings: Settings | None = None) -> dict[str, str]:
     """Put the warehouse connection (BANKDW_PG*) and the settings the models share
-    (model_variables: BANKDW_BANK_TIMEZONE, BANKDW_DORMANT_AFTER_MONTHS, BANKDW_AML_*) where config.yaml reads them."""
+    (model_variables: BANKDW_BANK_TIMEZONE, BANKDW_DORMANT_AFTER_MONTHS, BANKDW_AML_*) where
+    config.yaml reads them."""
     settings = settings or get_settings()
     params = warehouse_params(settings)
     env = {
