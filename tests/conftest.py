@@ -84,3 +84,40 @@ def bank_factory(new_database, tmp_path_factory) -> Iterator:
     yield create
     patch.undo()
     reset_settings()
+
+
+@dataclass(frozen=True)
+class BuiltBank(Bank):
+    """A bank whose warehouse one `bankdw run` built: read it, never run it again (shared)."""
+
+    build_seconds: float
+
+
+@pytest.fixture(scope="session")
+def default_bank_60_days(new_database, tmp_path_factory) -> Iterator[BuiltBank]:
+    """The default simulation (1,000 customers, seed 42, bad records and AML cases at their
+    default rates, the CRM feed files) over 60 days, built by one run: the issue's ground truth
+    for gold (AML recall, reconciliation). Built once per session, shared by the tests that only
+    read it; a test that changes a warehouse builds its own."""
+    import time
+
+    from flows.pipeline import run_flow
+    from flows.simulate import simulate
+
+    bank = Bank(new_database("wh_default60"), new_database("src_default60"))
+    landing = tmp_path_factory.mktemp("landing_default60")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("WAREHOUSE_URL", bank.warehouse_url)
+    patch.setenv("SOURCE_URL", bank.source_url)
+    patch.setenv("WAREHOUSE_DIR", str(tmp_path_factory.mktemp("dir_default60")))
+    patch.setenv("LANDING_DIR", str(landing))
+    reset_settings()
+    try:
+        simulate(bank.source_url, 60, landing_dir=landing)
+        started = time.monotonic()
+        run_flow()
+        seconds = time.monotonic() - started
+    finally:
+        patch.undo()
+        reset_settings()
+    yield BuiltBank(bank.warehouse_url, bank.source_url, seconds)

@@ -9,6 +9,7 @@
 MODEL (
   name gold.fact_transactions,
   kind INCREMENTAL_BY_UNIQUE_KEY (unique_key transaction_hk),
+  depends_on (silver.transactions), -- its daily reconciliation audit reads it
   cron '@hourly',
   grain transaction_hk,
   columns ( /* declared: the model reads its own rows to re-key them, so its table must exist first */
@@ -33,7 +34,9 @@ MODEL (
     accepted_values(
       column := channel, is_in := ('branch', 'atm', 'online', 'mobile', 'card', 'system'),
       condition := loaded_at >= @start_tstz
-    )
+    ),
+    /* reconciliation: per day and currency, the facts equal silver's booked, valid versions */
+    daily_totals_match_silver
   )
 );
 

@@ -179,4 +179,5 @@ from verdicts;
 @create_index(transaction_id, load_ts);
 @create_index(account_id, load_ts);
 @create_index(load_ts);
+@create_index(booking_date); /* gold's daily reconciliation audit reads a day's versions */
 @analyze_table();
