@@ -34,13 +34,13 @@ select
   a.status, /* open, dormant or closed, as the source says */
   a.opened_on, /* date the account was opened */
   a.closed_on, /* date it was closed; null while not closed */
-  last_any.booking_date as last_transaction_date, /* booking date of its latest booked transaction; null when none */
-  last_customer.booking_date as last_customer_initiated_date, /* booking date of its latest transaction made by the customer (channel other than system); null when none */
+  last_any.booking_date::date as last_transaction_date, /* booking date of its latest booked transaction; null when none */
+  last_customer.booking_date::date as last_customer_initiated_date, /* booking date of its latest transaction made by the customer (channel other than system); null when none */
   a.closed_on is null and coalesce(last_customer.booking_date, balance.first_day, a.opened_on)
     < r.today - make_interval(months => @VAR('dormant_after_months')::int) as is_dormant, /* no customer-initiated transaction within dormant_after_months (12) months before today, counted from the first day when it never had one; closed accounts are not dormant */
   coalesce(balance.closing_balance, 0)::numeric(16, 2) as current_balance, /* closing balance of its latest day in gold.fact_account_daily_balance */
-  balance.balance_date as balance_as_of, /* that day */
-  coalesce(balance.booked_transactions_to_date, 0) as booked_transactions /* booked transactions gold holds for it */
+  balance.balance_date::date as balance_as_of, /* that day */
+  coalesce(balance.booked_transactions_to_date, 0)::bigint as booked_transactions /* booked transactions gold holds for it */
 from accounts as a
 join vault.hub_account as h on h.account_hk = a.account_hk
 cross join run_day as r

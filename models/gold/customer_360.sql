@@ -160,7 +160,7 @@ select
   interactions_90d, /* CRM interactions in the last 90 days */
   interactions_total, /* CRM interactions ever */
   complaints_90d, /* interactions of type complaint in the last 90 days */
-  sentiment_90d, /* average interaction sentiment in the last 90 days, -1 to 1; null when none */
+  sentiment_90d::numeric as sentiment_90d, /* average interaction sentiment in the last 90 days, -1 to 1; null when none */
   last_interaction_at, /* when the latest interaction occurred; null when none */
   open_opportunities, /* sales opportunities at prospect, qualified or proposal */
   open_opportunity_amount, /* their amounts, pounds */
@@ -169,12 +169,12 @@ select
     when customer_transactions_90d >= 5 or interactions_90d >= 2 then 'medium'
     when customer_transactions_90d >= 1 or interactions_90d >= 1 then 'low'
     else 'none'
-  end as engagement_level, /* high, medium, low or none: the rules in the model's description */
+  end::text as engagement_level, /* high, medium, low or none: the rules in the model's description */
   case
     when accounts_ever = 0 then 'not_applicable'
     when churn_reasons && array['closed_all', 'inactive', 'complaints'] then 'high'
     when cardinality(churn_reasons) > 0 then 'medium'
     else 'low'
-  end as churn_risk, /* high, medium, low, or not_applicable for a prospect with no account */
-  churn_reasons /* every churn rule that holds: closed_all, inactive, complaints, low_activity, complaint, negative_sentiment, dormant_account */
+  end::text as churn_risk, /* high, medium, low, or not_applicable for a prospect with no account */
+  churn_reasons::text[] as churn_reasons /* every churn rule that holds: closed_all, inactive, complaints, low_activity, complaint, negative_sentiment, dormant_account */
 from churn_rules

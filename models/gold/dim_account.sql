@@ -91,7 +91,7 @@ holder_counts as (
   group by account_id
 )
 select
-  md5(d.account_hk || '|' || extract(epoch from d.valid_from)::text) as account_version_key, /* surrogate key of this version (zone-independent) */
+  md5(d.account_hk || '|' || extract(epoch from d.valid_from)::text)::text as account_version_key, /* surrogate key of this version (zone-independent) */
   d.account_hk, /* Data Vault hash key of the account (the same for all its versions) */
   d.account_id, /* core-banking account id */
   d.product_id, /* product the account is held under in this version */
@@ -108,8 +108,8 @@ select
   ph.customer_id as primary_customer_id, /* the primary holder today (the same on every version) */
   coalesce(hc.holder_count, 0) as holder_count, /* current holders; more than one for a joint account */
   d.as_of as details_as_of, /* when the source recorded this version's details */
-  d.valid_from, /* start of this version; the first from the start of the opening day (bank's zone) */
-  d.next_effective_from as valid_to, /* when the next version replaced it; null while current */
+  d.valid_from::timestamptz as valid_from, /* start of this version; the first from the start of the opening day (bank's zone) */
+  d.next_effective_from::timestamptz as valid_to, /* when the next version replaced it; null while current */
   d.next_effective_from is null as is_current, /* true for the account's current version */
   d.load_ts as loaded_at /* when the warehouse learned this version */
 from versions_with_validity as d

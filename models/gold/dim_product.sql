@@ -68,14 +68,14 @@ deletion_state as (
   order by product_hk, load_ts desc
 )
 select
-  md5(v.product_hk || '|' || extract(epoch from v.valid_from)::text) as product_version_key, /* surrogate key of this version */
+  md5(v.product_hk || '|' || extract(epoch from v.valid_from)::text)::text as product_version_key, /* surrogate key of this version */
   v.product_hk, /* Data Vault hash key of the product (the same for all its versions) */
   v.product_id, /* product code, e.g. CUR-STD */
   v.name, /* product name in this version; null while the catalogue has not described it */
   v.category, /* current, savings, credit_card or loan */
   v.interest_rate, /* annual rate in this version, 0.0125 = 1.25 % */
   v.valid_from, /* when the source recorded this version; the first holds from -infinity */
-  v.valid_to, /* when the next version replaced it; null while current */
+  v.valid_to::timestamptz as valid_to, /* when the next version replaced it; null while current */
   v.valid_to is null as is_current, /* true for the product's current version */
   not coalesce(d.is_deleted, false) as is_in_catalogue, /* false once the source deleted the product (the same on every version) */
   v.loaded_at /* when the warehouse learned this version */

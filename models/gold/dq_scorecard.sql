@@ -152,25 +152,25 @@ measures as (
   left join audit_counts as a on a.score_date = c.score_date and a.entity = c.entity
 )
 select
-  score_date, /* the UTC date the batches were published */
-  entity, /* the source table or feed (customers, accounts, transactions, orders, ...) */
-  batches, /* extraction batches published that day */
-  rows_read, /* rows those batches read from the source */
-  rows_loaded, /* of which passed the contract and reached raw */
-  rows_quarantined, /* of which broke it and went to quarantine.<entity> */
-  rows_replayed, /* rows released from quarantine that day by replay batches */
-  completeness, /* 1 - failed / evaluated over the contract's required-column rules */
-  validity, /* rows_loaded / rows_read */
-  uniqueness, /* 1 - failed / evaluated of the one-row-per-key rule */
-  timeliness, /* share of rows_published within dq_timeliness_hours (24) of their source time */
-  rows_published, /* rows the day published into silver (timeliness's denominator) */
-  audits_run, /* SQLMesh audits run that day on the entity's models */
-  audits_failed, /* of which failed */
-  audit_pass_rate, /* audits passed / audits run */
+  score_date::date as score_date, /* the UTC date the batches were published */
+  entity::text as entity, /* the source table or feed (customers, accounts, transactions, orders, ...) */
+  batches::bigint as batches, /* extraction batches published that day */
+  rows_read::numeric as rows_read, /* rows those batches read from the source */
+  rows_loaded::numeric as rows_loaded, /* of which passed the contract and reached raw */
+  rows_quarantined::numeric as rows_quarantined, /* of which broke it and went to quarantine.<entity> */
+  rows_replayed::numeric as rows_replayed, /* rows released from quarantine that day by replay batches */
+  completeness::numeric as completeness, /* 1 - failed / evaluated over the contract's required-column rules */
+  validity::numeric as validity, /* rows_loaded / rows_read */
+  uniqueness::numeric as uniqueness, /* 1 - failed / evaluated of the one-row-per-key rule */
+  timeliness::numeric as timeliness, /* share of rows_published within dq_timeliness_hours (24) of their source time */
+  rows_published::bigint as rows_published, /* rows the day published into silver (timeliness's denominator) */
+  audits_run::bigint as audits_run, /* SQLMesh audits run that day on the entity's models */
+  audits_failed::bigint as audits_failed, /* of which failed */
+  audit_pass_rate::numeric as audit_pass_rate, /* audits passed / audits run */
   round((
     coalesce(completeness, 0) + coalesce(validity, 0) + coalesce(uniqueness, 0) + coalesce(timeliness, 0)
   ) / nullif(
     (completeness is not null)::int + (validity is not null)::int + (uniqueness is not null)::int
     + (timeliness is not null)::int, 0
-  ), 4) as dq_score /* the mean of completeness, validity, uniqueness and timeliness, where measured */
+  ), 4)::numeric as dq_score /* the mean of completeness, validity, uniqueness and timeliness, where measured */
 from measures
