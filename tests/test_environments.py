@@ -24,6 +24,9 @@ runner = CliRunner()
 
 OLD_COLUMN = "  d.status, /* open, dormant or closed */\n"
 NEW_COLUMN = "  upper(d.status) as status, /* OPEN, DORMANT or CLOSED */\n"
+# The model audits its statuses: the change states its new values there too.
+OLD_AUDIT = "accepted_values(column := status, is_in := ('open', 'dormant', 'closed'))"
+NEW_AUDIT = "accepted_values(column := status, is_in := ('OPEN', 'DORMANT', 'CLOSED'))"
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +79,8 @@ def test_plan_staging_diff_promote(bank):
 
     model = root / "models" / "gold" / "dim_account.sql"
     text = model.read_text()
-    assert OLD_COLUMN in text
-    model.write_text(text.replace(OLD_COLUMN, NEW_COLUMN))
+    assert OLD_COLUMN in text and OLD_AUDIT in text
+    model.write_text(text.replace(OLD_COLUMN, NEW_COLUMN).replace(OLD_AUDIT, NEW_AUDIT))
 
     planned = runner.invoke(app, ["plan", "staging"])
     assert planned.exit_code == 0, planned.output

@@ -21,7 +21,9 @@ FINGERPRINTS = {
     "signed_amount, booking_date, transaction_date from gold.fact_transactions",
     "dim_customer": "select customer_version_key, customer_id, valid_from, valid_to, is_current "
     "from gold.dim_customer",
-    "dim_account": "select * from gold.dim_account",
+    "dim_account": "select account_version_key, account_id, product_id, sort_code, iban, "
+    "currency, status, opened_on, closed_on, primary_customer_id, holder_count, details_as_of, "
+    "valid_from, valid_to, is_current from gold.dim_account",
 }
 
 
