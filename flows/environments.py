@@ -117,10 +117,11 @@ def _model_diff(model: str, table_diff) -> ModelDiff:  # type: ignore[no-untyped
     schema = table_diff.schema_diff()
     rows = table_diff.row_diff(skip_grain_check=True)
     stats = rows.column_stats
+    # No share when no row joins (an empty table on both sides: no alert yet, say).
     changed_columns = {
         str(column): float(pct)
         for column, pct in stats["pct_match"].items()
-        if str(column) and float(pct) < 100
+        if str(column) and pct is not None and float(pct) < 100
     }
     return ModelDiff(
         model=model,

@@ -23,7 +23,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 OLD_COLUMN = "  d.status, /* open, dormant or closed */\n"
-NEW_COLUMN = "  upper(d.status) as status, /* OPEN, DORMANT or CLOSED */\n"
+NEW_COLUMN = "  upper(d.status)::text as status, /* OPEN, DORMANT or CLOSED */\n"
 # The model audits its statuses: the change states its new values there too.
 OLD_AUDIT = "accepted_values(column := status, is_in := ('open', 'dormant', 'closed'))"
 NEW_AUDIT = "accepted_values(column := status, is_in := ('OPEN', 'DORMANT', 'CLOSED'))"
