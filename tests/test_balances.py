@@ -6,6 +6,7 @@ totals are printed (run with -s) so that they can be quoted."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import psycopg
@@ -200,6 +201,55 @@ def advance(url: str, days: int = 1) -> None:
             "set execution_time = execution_time + make_interval(days => %s)",
             (days,),
         )
+
+
+def test_a_booking_after_the_account_closed_counts_on_its_closing_day(small_bank):
+    """A pending payment that settles after its account closed (the source books it, its ledger
+    moves): gold puts it on the closing day, and the ledger still reconciles. Seen in the
+    incremental benchmark, where the account's days had stopped at the closing and the next run's
+    reconciliation audit stopped the run."""
+    url, source = small_bank.warehouse_url, small_bank.source_url
+    with psycopg.connect(source) as conn:
+        account_id, closed_on = conn.execute(
+            "select account_id, max(booking_date) - 1 from transactions where status = 'booked' "
+            "and account_id in (select account_id from accounts where status = 'open') "
+            "group by account_id order by account_id desc limit 1"
+        ).fetchone()
+        stamp = conn.execute(
+            "select greatest((select max(updated_at) from transactions),"
+            " (select max(updated_at) from accounts)) + interval '1 second'"
+        ).fetchone()[0]
+        conn.execute(
+            "update accounts set status = 'closed', closed_on = %s, updated_at = %s"
+            " where account_id = %s",
+            (closed_on, stamp, account_id),
+        )
+        conn.execute(
+            "insert into transactions (transaction_id, account_id, reference, transaction_type, "
+            "direction, amount, currency, status, transaction_date, booking_date, created_at, "
+            "updated_at, channel, booked_at) "
+            "select (select max(transaction_id) + 1 from transactions), a.account_id, "
+            "'AFTER-CLOSE-1', 'deposit', 'credit', 42.00, a.currency, 'booked', %s, %s, %s, %s, "
+            "'system', %s from accounts a where a.account_id = %s",
+            (closed_on, closed_on + timedelta(days=3), stamp, stamp, stamp, account_id),
+        )
+        conn.execute(
+            "update account_balances set balance = balance + 42.00, "
+            "booked_transactions = booked_transactions + 1, updated_at = %s where account_id = %s",
+            (stamp, account_id),
+        )
+    advance(url)
+    run_flow()  # the reconciliation audits pass
+    days = rows(
+        url,
+        "select balance_date, credits from gold.fact_account_daily_balance where account_id = %s "
+        "order by balance_date desc limit 2",
+        (account_id,),
+    )
+    assert days[0][0] == closed_on  # no day after the closing
+    assert days[0][1] >= Decimal("42.00")  # the late booking is on it
+    (totals,) = rows(url, RECONCILIATION)
+    assert totals[7] == 0  # accounts_off
 
 
 def test_a_late_fact_recomputes_the_days_after_it_and_a_corrupted_row_stops_the_run(small_bank):

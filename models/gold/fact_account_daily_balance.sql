@@ -139,7 +139,7 @@ recompute as (
   select
     s.account_hk, s.account_id, s.currency, s.first_day, s.last_day,
     case when prior.account_hk is null then s.first_day
-      else greatest(q.from_date, s.first_day) end as from_date,
+      else least(greatest(q.from_date, s.first_day), s.last_day) end as from_date,
     case when prior.account_hk is null then s.ledger_opening else prior.closing_balance end as base_balance,
     case when prior.account_hk is null then 0 else prior.booked_transactions_to_date end as base_count,
     prior.last_change_at as base_change_at
@@ -147,8 +147,9 @@ recompute as (
   join spans as s on s.account_hk = q.account_hk
   left join gold.fact_account_daily_balance as prior
     on prior.account_hk = q.account_hk
-    and prior.balance_date = least(greatest(q.from_date, s.first_day), s.last_day + 1) - 1
-    and greatest(q.from_date, s.first_day) > s.first_day
+    /* a booking dated after a closing counts on the closing day: restart there at the latest */
+    and prior.balance_date = least(greatest(q.from_date, s.first_day), s.last_day) - 1
+    and least(greatest(q.from_date, s.first_day), s.last_day) > s.first_day
 ),
 recomputed_facts as (
   /* the touched accounts' facts from their restart day, dated within their span */
