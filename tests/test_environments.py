@@ -99,7 +99,7 @@ def test_plan_staging_diff_promote(bank):
     assert "gold.dim_account" in diffed.output
     assert f"{accounts:,} changed" in diffed.output, diffed.output
     assert "status:" in diffed.output  # the column that differs, with its share of equal rows
-    assert "gold.dim_customer" not in diffed.output  # models the change does not reach are not diffed
+    assert "gold.dim_customer" not in diffed.output  # models it does not reach are not diffed
 
     tables_before = scalar(url, PHYSICAL_TABLES)
     promoted = runner.invoke(app, ["promote"])
