@@ -231,7 +231,7 @@ def test_a_booking_after_the_account_closed_counts_on_its_closing_day(small_bank
             "select (select max(transaction_id) + 1 from transactions), a.account_id, "
             "'AFTER-CLOSE-1', 'deposit', 'credit', 42.00, a.currency, 'booked', %s, %s, %s, %s, "
             "'system', %s from accounts a where a.account_id = %s",
-            (closed_on, closed_on + timedelta(days=3), stamp, stamp, stamp, account_id),
+            (closed_on, closed_on + timedelta(days=1), stamp, stamp, stamp, account_id),
         )
         conn.execute(
             "update account_balances set balance = balance + 42.00, "
@@ -246,7 +246,11 @@ def test_a_booking_after_the_account_closed_counts_on_its_closing_day(small_bank
         "order by balance_date desc limit 2",
         (account_id,),
     )
-    assert days[0][0] == closed_on  # no day after the closing
+    # The booking is a fact (dated the day after the closing, valid), and no day follows it.
+    assert rows(
+        url, "select count(*) from gold.fact_transactions where reference = 'AFTER-CLOSE-1'"
+    ) == [(1,)]
+    assert days[0][0] == closed_on
     assert days[0][1] >= Decimal("42.00")  # the late booking is on it
     (totals,) = rows(url, RECONCILIATION)
     assert totals[7] == 0  # accounts_off
