@@ -305,7 +305,12 @@ def test_a_rebuild_from_raw_after_cleanup_gives_the_same_layers(aged):
     rebuild_everything()
     after = digests(bank.warehouse_url, tables_of(bank.warehouse_url, "silver", "vault", "gold"))
     assert any(name.startswith("vault.sat_") for name in after)
-    assert after == before["layers"]
+    # gold.dq_scorecard records operations (audits run, rows published per day), which a rebuild
+    # does not repeat: left out, as test_incremental leaves it out.
+    operational = "gold.dq_scorecard"
+    assert operational in after
+    after.pop(operational)
+    assert after == {k: v for k, v in before["layers"].items() if k != operational}
 
 
 def test_days_below_one_are_refused(aged):
