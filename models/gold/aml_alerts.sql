@@ -71,14 +71,10 @@ MODEL (
 
 with changed_transactions as (
   /* transactions whose vault rows changed in the interval (what gold.fact_transactions upserts) */
-  select transaction_hk from vault.sat_transaction_details
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select transaction_hk from vault.sat_transaction_counterparty
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select transaction_hk from vault.sat_transaction_deleted
-  where load_ts between @start_tstz and @end_tstz
+  select transaction_hk from @keys_loaded(
+    transaction_hk,
+    vault.sat_transaction_details, vault.sat_transaction_counterparty, vault.sat_transaction_deleted
+  ) as loaded
 ),
 touched_accounts as (
   /* their accounts, with the earliest booking among them: nothing booked earlier changed */

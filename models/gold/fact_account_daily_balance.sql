@@ -54,11 +54,9 @@ with run_days as (
 ),
 changed_transactions as (
   /* transactions whose vault rows changed in the interval (booked, moved, deleted) */
-  select transaction_hk from vault.sat_transaction_details
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select transaction_hk from vault.sat_transaction_deleted
-  where load_ts between @start_tstz and @end_tstz
+  select transaction_hk from @keys_loaded(
+    transaction_hk, vault.sat_transaction_details, vault.sat_transaction_deleted
+  ) as loaded
 ),
 changed_from as (
   /* per account, the earliest booking date any version of a changed transaction carried */

@@ -21,11 +21,8 @@ MODEL (
 );
 
 with changed_orders as (
-  select order_hk from vault.sat_order_details
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select order_hk from vault.link_customer_order
-  where load_ts between @start_tstz and @end_tstz
+  select order_hk from @keys_loaded(order_hk, vault.sat_order_details, vault.link_customer_order)
+    as loaded
 ),
 latest_versions as (
   /* the latest version in source order, as the vault held it at the interval's end */

@@ -67,14 +67,10 @@ holding_changes as (
   group by account_hk
 ),
 changed_keys as (
-  select transaction_hk from vault.sat_transaction_details
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select transaction_hk from vault.sat_transaction_counterparty
-  where load_ts between @start_tstz and @end_tstz
-  union
-  select transaction_hk from vault.sat_transaction_deleted
-  where load_ts between @start_tstz and @end_tstz
+  select transaction_hk from @keys_loaded(
+    transaction_hk,
+    vault.sat_transaction_details, vault.sat_transaction_counterparty, vault.sat_transaction_deleted
+  ) as loaded
   union
   /* facts written earlier whose dimension version at booking time may have changed: a late
      version lands before them, or a first version arrives after them (their key was empty) */
