@@ -48,6 +48,29 @@ def new_database(pg_server: PgParams):
     return create
 
 
+# What `bankdw` sets in its own process (it is a command: the process ends with it). Tests that
+# call the CLI in-process would otherwise hand these to every later test's subprocesses: a leaked
+# PREFECT_LOGGING_LEVEL=WARNING once kept a deployment run's INFO logs off its server.
+_CLI_PROCESS_VARIABLES = (
+    "PREFECT_API_URL",
+    "PREFECT_HOME",
+    "PREFECT_LOGGING_LEVEL",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+    "BANKDW_SQLMESH_LOCK_HOLDER",
+)
+
+
+@pytest.fixture(autouse=True)
+def restore_cli_process_variables() -> Iterator[None]:
+    before = {name: os.environ.get(name) for name in _CLI_PROCESS_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness

@@ -64,6 +64,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "PREFECT_API_URL": url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
+        # The worker's run logs at INFO reach the server: the test reads them there.
+        "PREFECT_LOGGING_LEVEL": "INFO",
         "PYTHONPATH": str(REPO),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
