@@ -13,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from flows.settings import reset_settings
+from flows.sqlmesh_lock import HOLDER_VARIABLE
 from flows.warehouse import PgParams, parse_url
 
 _names = itertools.count()
@@ -56,7 +57,7 @@ _CLI_PROCESS_VARIABLES = (
     "PREFECT_HOME",
     "PREFECT_LOGGING_LEVEL",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-    "BANKDW_SQLMESH_LOCK_HOLDER",
+    HOLDER_VARIABLE,
 )
 
 
